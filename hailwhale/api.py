@@ -1,0 +1,110 @@
+"""The Python API of the original README: ``HailWhale.log`` and ``HailWhale.dataset``.
+
+Call them on the class, as the README does (they use a default instance built from the
+settings), or on an instance of your own with its own store::
+
+    HailWhale.log(['pageviews', 'site.com', 'site.com/main', visitor_id],
+                  {'hits': 1, 'time_on_page': 25, 'visitors': 'is_unique'})
+    HailWhale.dataset(['pageviews'], value='hits', period=settings.PERIODS[-1],
+                      start_at=datetime.now() - timedelta(days=30))
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from .config import Settings, load_settings
+from .dimensions import Path
+from .event import parse_event
+from .formulas import parse
+from .periods import find_period
+from .query import Query, parse_path, select
+from .store import Store
+
+Points = list[tuple[datetime, Any]]
+
+
+class _default_on_class:
+    """Makes a method callable on the class too, where it runs on the default instance."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance, owner):
+        target = instance if instance is not None else owner.default()
+        return self.func.__get__(target, owner)
+
+
+class HailWhale:
+    """Counts events into a store and reads datasets back from it."""
+
+    _default: HailWhale | None = None
+
+    def __init__(self, store: Store | None = None, settings: Settings | None = None):
+        self.settings = settings or (store.settings if store else load_settings())
+        self.store = store or Store.from_settings(self.settings)
+
+    @classmethod
+    def default(cls) -> HailWhale:
+        """The instance the class-level calls use, made from the settings on first use."""
+        if cls._default is None:
+            cls._default = cls()
+        return cls._default
+
+    @classmethod
+    def configure(cls, store: Store | None = None, settings: Settings | None = None) -> HailWhale:
+        """Replace the default instance (for example with another store)."""
+        cls._default = cls(store, settings)
+        return cls._default
+
+    @_default_on_class
+    def log(self, params, values: dict | None = None, pk: str | None = None,
+            at: float | datetime | None = None, uid: str | None = None) -> None:
+        """Count one event: ``params`` are its dimensions (a list is a hierarchy, a dict
+        nests, a string is one level), ``values`` its metrics (``'is_unique'`` counts ``uid``,
+        by default the deepest dimension value). Raises BadRequest on bad input."""
+        now = time.time()
+        raw = {"dimensions": params, "metrics": values or {}, "pk": pk, "uid": uid,
+               "at": at.timestamp() if isinstance(at, datetime) else at}
+        event = parse_event({k: v for k, v in raw.items() if v is not None}, self.settings, now)
+        self.store.count([event], now)
+
+    @_default_on_class
+    def dataset(self, params, value: str = "hits", period=None,
+                start_at: datetime | None = None, end_at: datetime | None = None,
+                depth: int = 0, pk: str = "", threshold: float = 0.0,
+                limit: int | None = None) -> Points | dict[Any, Points]:
+        """``[(datetime, value), ...]`` of one dimension, every bucket of the window present;
+        with ``depth`` a dict of its children's series instead, keyed by the child's name
+        (depth 1) or its path below ``params`` (deeper). ``value`` may be a formula such
+        as ``'dollars/hits'``; ``period`` an ``(interval, retention)`` tuple or a name."""
+        settings = self.settings
+        chosen = find_period(settings.periods, tuple(period) if isinstance(period, list)
+                             else period)
+        now = time.time()
+        until = end_at.timestamp() if end_at else now
+        since = start_at.timestamp() if start_at else until - chosen.retention + chosen.interval
+        formula = parse(value, "value")
+        path = parse_path(params, settings)
+        query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit)
+        paths = select(self.store, query) if depth else [path]
+        ordinals = chosen.ordinals(since, until, settings.tz)
+        kinds = self.store.metric_kinds(pk)
+        readings = self.store.read(pk, paths, {n: kinds.get(n, "sum") for n in formula.names},
+                                   chosen, ordinals)
+        stamps = [datetime.fromtimestamp(chosen.start(o, settings.tz), settings.tz)
+                  for o in ordinals]
+
+        def points(p: Path) -> Points:
+            metrics = readings[p]
+            return [(stamp, formula.evaluate({n: r.values[i] for n, r in metrics.items()}))
+                    for i, stamp in enumerate(stamps)]
+
+        if not depth:
+            return points(path)
+        children = paths[1:]
+        return {(child[-1] if depth == 1 else child[len(path):]): points(child)
+                for child in children}

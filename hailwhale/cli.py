@@ -1,0 +1,105 @@
+"""The ``hailwhale`` command: ``demo``, ``whale`` and ``reset``.
+
+Failures print one line to stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import load_settings
+from .errors import HailWhaleError
+from .store import Store
+
+DEMO_DATA = Path.home() / ".hailwhale" / "demo-redis"
+
+
+def _serve(app, host: str, port: int, what: str) -> None:
+    from .server import make
+
+    server = make(app, host, port)
+    print(f"{what} listening on http://{host}:{server.server_port}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_demo(args, settings) -> None:
+    from whale import create_app
+
+    from .demo import SampleTraffic, backfill
+    from .embedded import embedded_store_url
+
+    if args.redis or settings.whale_redis_url:
+        url = args.redis or settings.redis_url
+        line = f"store: {url} (configured)"
+    else:
+        url, line = embedded_store_url(Path(args.data_dir))
+    print(line, flush=True)
+    store = Store.from_settings(settings, url)
+    counted = backfill(store, settings)
+    print(f"sample traffic: backfilled {counted} events of the last hour; "
+          "counting a few more every second", flush=True)
+    SampleTraffic(store, settings).start()
+    _serve(create_app(store, settings), args.host, args.port, "whale (demo)")
+
+
+def cmd_whale(args, settings) -> None:
+    from whale import create_app
+
+    store = Store.from_settings(settings, args.redis)
+    store.ping()
+    print(f"store: {args.redis or settings.redis_url}", flush=True)
+    _serve(create_app(store, settings), args.host, args.port, "whale")
+
+
+def cmd_reset(args, settings) -> None:
+    store = Store.from_settings(settings, args.redis)
+    deleted = store.reset(args.pk)
+    print(f"deleted {deleted} keys of pk {args.pk!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hailwhale", description=__doc__.splitlines()[0])
+    top.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="Whale with sample traffic, on an embedded store")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--redis", help="use this Redis URL instead of the embedded store")
+    demo.add_argument("--data-dir", default=str(DEMO_DATA),
+                      help="where the embedded redis-server keeps its data (%(default)s)")
+    demo.set_defaults(run=cmd_demo)
+
+    whale = commands.add_parser("whale", help="the Whale counting and query service")
+    whale.add_argument("--host", default="127.0.0.1")
+    whale.add_argument("--port", type=int, default=8080)
+    whale.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
+    whale.set_defaults(run=cmd_whale)
+
+    reset = commands.add_parser("reset", help="delete every counter of one pk")
+    reset.add_argument("--pk", required=True, help='the pk to delete ("" for the default)')
+    reset.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
+    reset.set_defaults(run=cmd_reset)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        args.run(args, load_settings())
+    except (HailWhaleError, OSError, RuntimeError) as exc:
+        print(f"hailwhale {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Settings: the defaults in ``settings.py``, overridden by environment variables.
+
+The settings file is loaded by path, never imported as ``settings``, so HailWhale cannot pick
+up (or shadow) the settings module of the application that embeds it. ``HAILWHALE_SETTINGS``
+names another file; by default it is the ``settings.py`` beside this package's folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigurationError
+from .periods import Period, parse_periods
+
+# The project's settings.py: beside the package in a checkout (``pip install -e .``), or where
+# a regular install puts it (see ``data-files`` in pyproject.toml).
+SETTINGS_FILES = (
+    Path(__file__).resolve().parent.parent / "settings.py",
+    Path(sys.prefix) / "share" / "hailwhale" / "settings.py",
+)
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# Environment variable -> setting name, for the settings an operator overrides most.
+_ENV = {
+    "HAILWHALE_PERIODS": "PERIODS",
+    "WHALE_REDIS_URL": "WHALE_REDIS_URL",
+    "HAIL_REDIS_URL": "HAIL_REDIS_URL",
+    "WHALE_URL": "WHALE_URL",
+    "HAILWHALE_TIMEZONE": "TIMEZONE",
+    "HAILWHALE_MAX_DEPTH": "MAX_DEPTH",
+    "HAILWHALE_MAX_BRANCHES": "MAX_BRANCHES",
+    "HAILWHALE_MAX_METRICS": "MAX_METRICS",
+    "HAILWHALE_MAX_NAME_LENGTH": "MAX_NAME_LENGTH",
+    "HAILWHALE_FUTURE_SKEW": "FUTURE_SKEW",
+    "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
+}
+_INTEGERS = (
+    "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything HailWhale is configured with, validated."""
+
+    periods: tuple[Period, ...]
+    whale_redis_url: str | None = None
+    hail_redis_url: str = "redis://127.0.0.1:6379/1"
+    whale_url: str = "http://127.0.0.1:8080"
+    timezone: str = "UTC"
+    max_depth: int = 8
+    max_branches: int = 16
+    max_metrics: int = 32
+    max_name_length: int = 200
+    future_skew: int = 300
+    max_buckets: int = 5000
+    tz: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "tz", ZoneInfo(self.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"TIMEZONE: unknown time zone {self.timezone!r}") from None
+        for name in _INTEGERS:
+            if getattr(self, name.lower()) < 1 and name != "FUTURE_SKEW":
+                raise ConfigurationError(f"{name} must be at least 1")
+
+    @property
+    def PERIODS(self) -> list[tuple[int, int]]:  # noqa: N802 - the seed's spelling
+        """The periods as ``(interval, retention)`` tuples, as the seed's examples use them."""
+        return [(p.interval, p.retention) for p in self.periods]
+
+    PERIOD = PERIODS  # the seed's README writes settings.PERIOD[-1]
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL of Whale's store, with the documented default."""
+        return self.whale_redis_url or DEFAULT_REDIS_URL
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> Settings:
+        """Settings from UPPERCASE names, as a settings file holds them."""
+        if "PERIODS" not in values:
+            raise ConfigurationError("PERIODS is not set")
+        kwargs: dict = {"periods": parse_periods(values["PERIODS"])}  # type: ignore[arg-type]
+        for name in ("WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE"):
+            if values.get(name) is not None:
+                kwargs[name.lower()] = str(values[name])
+        for name in _INTEGERS:
+            if values.get(name) is not None:
+                try:
+                    kwargs[name.lower()] = int(values[name])  # type: ignore[call-overload]
+                except (TypeError, ValueError):
+                    raise ConfigurationError(f"{name} must be a whole number") from None
+        return cls(**kwargs)
+
+
+def read_settings_file(path: str | os.PathLike) -> dict[str, object]:
+    """The UPPERCASE names defined in a Python settings file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"settings file not found: {path}")
+    spec = importlib.util.spec_from_file_location("_hailwhale_settings", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return {name: getattr(module, name) for name in dir(module) if name.isupper()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """The settings in force: the settings file, then the environment, then ``overrides``
+    (UPPERCASE names, as in the file)."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("HAILWHALE_SETTINGS") or next(
+        (p for p in SETTINGS_FILES if p.is_file()), SETTINGS_FILES[0]
+    )
+    values = read_settings_file(path)
+    for variable, name in _ENV.items():
+        if environ.get(variable):
+            values[name] = environ[variable]
+    values.update(overrides)
+    return Settings.from_mapping(values)

@@ -1,0 +1,192 @@
+"""Event parsing and validation: raw parameters in, a checked Event out. Pure, no Redis.
+
+The same rules serve ``GET /count`` (every value a string, JSON where it looks like JSON),
+``POST /count`` (JSON values) and the Python API (Python values). Anything wrong is a
+BadRequest naming the parameter and quoting what was sent; a valid Event can always be stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from .config import Settings
+from .dimensions import Path
+from .errors import BadRequest
+from .formulas import NAME
+from .numbers import MAX_VALUE
+from .windows import parse_time
+
+UNIQUE = "is_unique"
+_METRIC_NAME = re.compile(rf"^{NAME}$")
+_MAX_METRIC_NAME = 64
+# Parameter -> its alias; both spellings are accepted, never both at once.
+ALIASES = {"dimensions": "dimension", "metrics": "metric", "pk": "category"}
+KNOWN = {"dimensions", "dimension", "metrics", "metric", "pk", "category", "at", "uid"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One checked event: where it is counted, what, and when."""
+
+    branches: tuple[Path, ...]
+    metrics: Mapping[str, int | float]
+    uniques: tuple[str, ...] = ()
+    uid: str | None = None
+    pk: str = ""
+    at: float = 0.0
+    raw: Mapping = field(default_factory=dict, compare=False, repr=False)
+
+
+def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
+    """Check one event's raw parameters and return the Event to count."""
+    if not isinstance(raw, Mapping):
+        raise BadRequest("event", raw, "an event is a JSON object of parameters")
+    unknown = sorted(k for k in raw if k not in KNOWN and not str(k).startswith("_"))
+    if unknown:
+        raise BadRequest(
+            unknown[0], raw[unknown[0]],
+            "unknown parameter; use dimensions, metrics, pk, at, uid "
+            "(names starting with _ are ignored, for cache busters)",
+        )
+    dims = _one_of(raw, "dimensions")
+    metrics_value = _one_of(raw, "metrics")
+    pk = _pk(_one_of(raw, "pk"), settings)
+    branches = parse_dimensions(dims, settings)
+    metrics, uniques = parse_metrics(metrics_value, settings)
+    uid = _uid(raw.get("uid"), branches, uniques, settings)
+    at = parse_at(raw.get("at"), settings, now)
+    return Event(branches, metrics, uniques, uid, pk, at, raw)
+
+
+def _one_of(raw: Mapping, name: str):
+    alias = ALIASES[name]
+    if name in raw and alias in raw:
+        raise BadRequest(name, raw[name], f"give either {name} or {alias}, not both")
+    return raw.get(name, raw.get(alias))
+
+
+def _maybe_json(value, param: str):
+    """A GET parameter's value: JSON when it looks like JSON, else the plain string."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and value.strip()[:1] in ('[', '{', '"'):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise BadRequest(param, value, f"malformed JSON: {exc}") from None
+    return value
+
+
+def _name(value, param: str, settings: Settings) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest(param, value, "a dimension name must be a string or a whole number")
+    text = str(value)
+    if not text.strip():
+        raise BadRequest(param, value, "a dimension name cannot be empty")
+    if len(text) > settings.max_name_length:
+        raise BadRequest(param, value, f"a name is at most {settings.max_name_length} characters")
+    return text
+
+
+def parse_dimensions(value, settings: Settings, param: str = "dimensions") -> tuple[Path, ...]:
+    """The branches of a ``dimensions`` value: a plain string is one level, a list is a
+    hierarchy, an object nests (several keys make several branches)."""
+    value = _maybe_json(value, param)
+    if value is None or value == "" or value == [] or value == {}:
+        return ()
+    branches: list[Path] = []
+    _collect(value, (), branches, param, settings)
+    if len(branches) > settings.max_branches:
+        raise BadRequest(param, value, f"more than {settings.max_branches} branches")
+    for branch in branches:
+        if len(branch) > settings.max_depth:
+            raise BadRequest(param, value, f"nested deeper than {settings.max_depth} levels")
+    return tuple(dict.fromkeys(branches))
+
+
+def _collect(value, prefix: Path, out: list[Path], param: str, settings: Settings) -> None:
+    if len(prefix) > settings.max_depth or len(out) > settings.max_branches:
+        return  # reported by the caller; stops a hostile document from being walked further
+    if isinstance(value, list):
+        if not value:
+            raise BadRequest(param, value, "a dimension list cannot be empty")
+        out.append(prefix + tuple(_name(v, param, settings) for v in value))
+    elif isinstance(value, dict):
+        if not value:
+            raise BadRequest(param, value, "a dimension object cannot be empty")
+        for key, child in value.items():
+            _collect(child, prefix + (_name(key, param, settings),), out, param, settings)
+    else:
+        out.append(prefix + (_name(value, param, settings),))
+
+
+def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tuple[str, ...]]:
+    """``(summed metrics, unique metrics)`` of a ``metrics`` value; ``hits: 1`` is added
+    unless the event sets ``hits`` itself."""
+    value = _maybe_json(value, "metrics")
+    if value is None or value == "":
+        value = {}
+    if not isinstance(value, dict):
+        raise BadRequest("metrics", value, 'metrics is a JSON object such as {"dollars": 200}')
+    if len(value) > settings.max_metrics:
+        raise BadRequest("metrics", value, f"more than {settings.max_metrics} metrics")
+    sums: dict[str, int | float] = {}
+    uniques: list[str] = []
+    for name, number in value.items():
+        param = f"metrics.{name}"
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
+                             "not starting with a digit")
+        if len(name) > _MAX_METRIC_NAME:
+            raise BadRequest("metrics", name, f"a metric name is at most {_MAX_METRIC_NAME} "
+                             "characters")
+        if number == UNIQUE:
+            uniques.append(name)
+            continue
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise BadRequest(param, number, f'a metric is a number or "{UNIQUE}"')
+        if isinstance(number, float) and not math.isfinite(number):
+            raise BadRequest(param, number, "a metric must be a finite number")
+        if abs(number) > MAX_VALUE:
+            raise BadRequest(param, number, f"a metric is at most {MAX_VALUE:.0e} in size")
+        sums[name] = number
+    sums.setdefault("hits", 1)
+    return sums, tuple(uniques)
+
+
+def _pk(value, settings: Settings) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest("pk", value, "pk is a string")
+    text = str(value)
+    if len(text) > settings.max_name_length:
+        raise BadRequest("pk", value, f"pk is at most {settings.max_name_length} characters")
+    return text
+
+
+def _uid(value, branches: tuple[Path, ...], uniques: tuple[str, ...], settings) -> str | None:
+    if value is not None and value != "":
+        return _name(value, "uid", settings)
+    if not uniques:
+        return None
+    deepest = max(branches, key=len, default=())
+    if not deepest:
+        raise BadRequest("uid", value, f'"{UNIQUE}" needs a uid or a dimension to count')
+    return deepest[-1]
+
+
+def parse_at(value, settings: Settings, now: float) -> float:
+    """An event time: unix seconds (milliseconds past year 5000 are taken as ms, as
+    JavaScript's Date.now() gives them), or ISO 8601 (no zone: the configured TIMEZONE)."""
+    if value is None or value == "":
+        return now
+    ts = parse_time(value, settings.tz, "at")
+    if ts > now + settings.future_skew:
+        raise BadRequest("at", value, f"more than {settings.future_skew}s in the future")
+    if not any(p.keeps(ts, now, settings.tz) for p in settings.periods):
+        raise BadRequest("at", value, "older than every period's retention")
+    return ts

@@ -1,0 +1,139 @@
+"""Read-time formulas over metrics, such as ``dollars/hits`` or ``(clicks+shares)/views``.
+
+A small recursive-descent parser, never ``eval``: names, numbers, ``+ - * /``, unary minus and
+parentheses. Dividing by zero gives 0, so a bucket with no hits has an average of 0 on a graph.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .errors import BadRequest
+
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOKEN = re.compile(rf"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>{NAME})|(?P<op>[-+*/()]))")
+MAX_LENGTH = 200
+
+Number = int | float
+_OPS: dict[str, Callable[[Number, Number], Number]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b if b else 0,
+}
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A parsed formula; ``names`` are the stored metrics it reads."""
+
+    text: str
+    names: frozenset[str]
+    _tree: tuple
+
+    @property
+    def is_metric(self) -> bool:
+        """Whether the formula is one stored metric and nothing else."""
+        return self._tree[0] == "name"
+
+    def evaluate(self, values: Mapping[str, Number]) -> Number:
+        """The formula's value with ``values`` for its names (a missing name is 0)."""
+        return _evaluate(self._tree, values)
+
+
+def _evaluate(node: tuple, values: Mapping[str, Number]) -> Number:
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "name":
+        return values.get(node[1], 0)
+    if kind == "neg":
+        return -_evaluate(node[1], values)
+    return _OPS[kind](_evaluate(node[1], values), _evaluate(node[2], values))
+
+
+def parse(text: str, param: str = "metrics") -> Formula:
+    """Parse ``text``; a formula that does not parse is a BadRequest naming ``param``."""
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(param, text, "a metric or formula cannot be empty")
+    if len(text) > MAX_LENGTH:
+        raise BadRequest(param, text, f"a formula is at most {MAX_LENGTH} characters")
+    parser = _Parser(text, param)
+    tree = parser.expression()
+    parser.expect_end()
+    return Formula(text.strip(), frozenset(parser.names), tree)
+
+
+class _Parser:
+    def __init__(self, text: str, param: str):
+        self.text = text
+        self.param = param
+        self.tokens: list[tuple[str, str, int]] = []
+        self.names: set[str] = set()
+        position = 0
+        while position < len(text):
+            match = _TOKEN.match(text, position)
+            if not match or match.end() == position:
+                if not text[position:].strip():
+                    break
+                self.fail(f"unexpected character {text[position:].strip()[0]!r}", position)
+            kind = match.lastgroup
+            self.tokens.append((kind, match.group(kind), match.start(kind)))  # type: ignore[arg-type]
+            position = match.end()
+        self.index = 0
+
+    def fail(self, reason: str, position: int | None = None):
+        where = f" at position {position + 1}" if position is not None else ""
+        raise BadRequest(self.param, self.text, f"formula does not parse: {reason}{where}")
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.peek()
+        if token is None:
+            self.fail("it ends too early")
+        self.index += 1
+        return token  # type: ignore[return-value]
+
+    def expect_end(self) -> None:
+        token = self.peek()
+        if token is not None:
+            self.fail(f"unexpected {token[1]!r}", token[2])
+
+    def expression(self) -> tuple:
+        node = self.term()
+        while (token := self.peek()) and token[1] in "+-" and token[0] == "op":
+            self.take()
+            node = (token[1], node, self.term())
+        return node
+
+    def term(self) -> tuple:
+        node = self.factor()
+        while (token := self.peek()) and token[1] in "*/" and token[0] == "op":
+            self.take()
+            node = (token[1], node, self.factor())
+        return node
+
+    def factor(self) -> tuple:
+        kind, value, position = self.take()
+        if kind == "num":
+            number = float(value) if "." in value else int(value)
+            return ("num", number)
+        if kind == "name":
+            self.names.add(value)
+            return ("name", value)
+        if value == "-":
+            return ("neg", self.factor())
+        if value == "+":
+            return self.factor()
+        if value == "(":
+            node = self.expression()
+            closing = self.take()
+            if closing[1] != ")":
+                self.fail(f"expected ')' but found {closing[1]!r}", closing[2])
+            return node
+        self.fail(f"unexpected {value!r}", position)
+        raise AssertionError("unreachable")

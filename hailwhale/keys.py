@@ -1,0 +1,73 @@
+"""The Redis key schema: every key HailWhale uses is built here, and only here.
+
+Pure string building, testable with no Redis. Each user-given part (pk, dimension names,
+metric names) is percent-encoded, so the separators ``|``, ``:``, ``{`` and ``}`` (and the glob
+characters ``*?[]``) never appear inside a part: two different series can never share a key,
+and a ``SCAN`` pattern built from a pk cannot match another pk's keys.
+
+All keys of one series (pk + dimension path) share a Redis Cluster hash tag, so a series is
+read from one node, and per-slot Lua scripts can apply a batch atomically.
+
+    hw:{<pk>|<dim>|<dim>}:c:<metric>:<period>:<chunk>   hash: bucket -> counter
+    hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
+    hw:{<pk>|<dim>}:children                             sorted set: child -> last seen
+    hw:{<pk>|}:metrics                                   hash: metric -> "sum" | "unique"
+    hw:pks                                               set of the pks in use
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from .dimensions import Path
+from .periods import Period
+
+PREFIX = "hw"
+PKS = f"{PREFIX}:pks"
+# Buckets per counter hash. With two fields at most per bucket (whole and fraction), a chunk
+# stays under Redis' default hash-max-listpack-entries (128), so it keeps the compact encoding.
+CHUNK = 60
+
+
+def _part(text: str) -> str:
+    return quote(text, safe="")
+
+
+def series_tag(pk: str, path: Path) -> str:
+    """The hash tag shared by every key of one series: ``{pk|dim|dim}``."""
+    return "{" + "|".join([_part(pk), *map(_part, path)]) + ("|" if not path else "") + "}"
+
+
+def chunk_of(ordinal: int) -> tuple[int, int]:
+    """``(chunk number, slot in the chunk)`` of a bucket ordinal."""
+    return divmod(ordinal, CHUNK)
+
+
+def counter(pk: str, path: Path, metric: str, period: Period, chunk: int) -> str:
+    """The hash holding ``CHUNK`` buckets of one summed metric."""
+    return f"{PREFIX}:{series_tag(pk, path)}:c:{_part(metric)}:{period.code}:{chunk}"
+
+
+def counter_fields(slot: int) -> tuple[str, str]:
+    """The fields of one bucket: whole units and billionths (see hailwhale.numbers)."""
+    return str(slot), f"{slot}f"
+
+
+def unique(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> str:
+    """The HyperLogLog of one bucket of a unique metric."""
+    return f"{PREFIX}:{series_tag(pk, path)}:u:{_part(metric)}:{period.code}:{ordinal}"
+
+
+def children(pk: str, path: Path) -> str:
+    """The sorted set of the children seen under ``path``, scored by when last seen."""
+    return f"{PREFIX}:{series_tag(pk, path)}:children"
+
+
+def metrics(pk: str) -> str:
+    """The hash of a pk's metric names and their kinds."""
+    return f"{PREFIX}:{series_tag(pk, ())}:metrics"
+
+
+def pk_pattern(pk: str) -> str:
+    """A SCAN pattern that matches every key of ``pk`` and nothing else."""
+    return f"{PREFIX}:{{{_part(pk)}|*"

@@ -1,0 +1,234 @@
+"""Queries: which series a request selects, and the flot-ready answers built from them.
+
+Parsing is pure; the answers read through a Store. Children are chosen by the ``sort`` metric
+(or formula): a child is shown when its total is at least ``threshold`` of its parent's (in
+absolute value, so negative revenue counts too), the ``limit`` largest first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .aggregate import SUM
+from .config import Settings
+from .dimensions import Path, label
+from .errors import BadRequest
+from .event import parse_dimensions
+from .formulas import Formula, parse
+from .periods import Period, find_period
+from .store import Reading, Store
+from .windows import resolve
+
+DEFAULT_THRESHOLD = 0.1
+MAX_METRICS = 20
+
+
+@dataclass(frozen=True)
+class Query:
+    """A checked selection: one dimension of one pk, metrics, a period and a window."""
+
+    pk: str
+    path: Path
+    metrics: tuple[Formula, ...]
+    period: Period
+    since: float
+    until: float
+    depth: int = 0
+    threshold: float = DEFAULT_THRESHOLD
+    limit: int | None = None
+    sort: Formula | None = None
+
+    @property
+    def ranking(self) -> Formula:
+        """What children are ranked and thresholded by: ``sort``, else the first metric."""
+        return self.sort or self.metrics[0]
+
+
+def parse_query(params: Mapping, settings: Settings, now: float) -> Query:
+    """A Query from request parameters (strings, or JSON values)."""
+    path = parse_path(params.get("dimensions", params.get("dimension")), settings)
+    metrics = tuple(parse(text) for text in _metric_list(params.get("metrics",
+                                                                     params.get("metric"))))
+    period = find_period(settings.periods, params.get("period"))
+    since, until = resolve(period, params.get("since"), params.get("until"), now,
+                           settings.tz, settings.max_buckets)
+    depth = _integer(params, "depth", 0, 0, settings.max_depth)
+    threshold = _number(params, "threshold", DEFAULT_THRESHOLD, 0.0, 1.0)
+    limit = _integer(params, "limit", None, 1, 10_000)
+    sort = params.get("sort")
+    pk = params.get("pk", params.get("category")) or ""
+    return Query(str(pk), path, metrics, period, since, until, depth, threshold, limit,
+                 parse(sort, "sort") if sort not in (None, "") else None)
+
+
+def parse_path(value, settings: Settings) -> Path:
+    """The one dimension path a query selects; nothing selects the overall root."""
+    branches = parse_dimensions(value, settings)
+    if len(branches) > 1:
+        raise BadRequest("dimensions", value, "a query selects one dimension path")
+    return branches[0] if branches else ()
+
+
+def _metric_list(value) -> list[str]:
+    if value is None or value == "":
+        return ["hits"]
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise BadRequest("metrics", value, f"malformed JSON: {exc}") from None
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequest("metrics", value, 'metrics is a list such as ["dollars", "dollars/hits"]')
+    if len(value) > MAX_METRICS:
+        raise BadRequest("metrics", value, f"at most {MAX_METRICS} metrics in one query")
+    return value
+
+
+def _integer(params: Mapping, name: str, default, low: int, high: int):
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(name, value, "must be a whole number") from None
+    if not low <= number <= high:
+        raise BadRequest(name, value, f"must be between {low} and {high}")
+    return number
+
+
+def _number(params: Mapping, name: str, default: float, low: float, high: float) -> float:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(name, value, "must be a number") from None
+    if not low <= number <= high:  # also refuses NaN
+        raise BadRequest(name, value, f"must be between {low:g} and {high:g}")
+    return number
+
+
+# -- answers ---------------------------------------------------------------------------
+def _kinds(store: Store, pk: str, formulas: Sequence[Formula]) -> dict[str, str]:
+    """The stored metrics the formulas read, with their kinds (unknown ones are sums)."""
+    registry = store.metric_kinds(pk)
+    names = sorted({name for formula in formulas for name in formula.names})
+    return {name: registry.get(name, SUM) for name in names}
+
+
+def _total(formula: Formula, readings: Mapping[str, Reading]):
+    return formula.evaluate({name: reading.total for name, reading in readings.items()})
+
+
+def select(store: Store, query: Query) -> list[Path]:
+    """The selected dimension, then the children worth showing, largest first."""
+    ranking = query.ranking
+    kinds = _kinds(store, query.pk, [ranking])
+    ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
+    parents = {query.path: _total(ranking, store.read(
+        query.pk, [query.path], kinds, query.period, ordinals)[query.path])}
+    chosen: list[tuple[Path, float]] = []
+    for _level in range(query.depth):
+        candidates = [parent + (child,) for parent in parents
+                      for child in store.children(query.pk, parent, since=query.since)]
+        if not candidates:
+            break
+        readings = store.read(query.pk, candidates, kinds, query.period, ordinals)
+        kept = {}
+        for path in candidates:
+            total = _total(ranking, readings[path])
+            parent_total = parents[path[:-1]]
+            if _shown(total, parent_total, query.threshold):
+                kept[path] = total
+        chosen.extend(kept.items())
+        parents = kept
+    chosen.sort(key=lambda item: (-item[1], item[0]))
+    if query.limit is not None:
+        chosen = chosen[: query.limit]
+    return [query.path] + [path for path, _ in chosen]
+
+
+def _shown(total, parent_total, threshold: float) -> bool:
+    if not total:
+        return False
+    if not parent_total:
+        return True  # a parent that nets to zero: every moving child matters
+    return abs(total) >= threshold * abs(parent_total)
+
+
+def _window(query: Query, store: Store) -> tuple[range, list[int]]:
+    tz = store.settings.tz
+    ordinals = query.period.ordinals(query.since, query.until, tz)
+    return ordinals, [int(query.period.start(o, tz) * 1000) for o in ordinals]
+
+
+def _header(query: Query) -> dict:
+    return {
+        "pk": query.pk,
+        "dimension": list(query.path),
+        "period": query.period.name,
+        "interval": query.period.interval,
+        "since": int(query.since * 1000),
+        "until": int(query.until * 1000),
+    }
+
+
+def _read_selection(store: Store, query: Query):
+    paths = select(store, query)
+    ordinals, starts = _window(query, store)
+    kinds = _kinds(store, query.pk, query.metrics)
+    return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals)
+
+
+def _series_label(path: Path, formula: Formula, several: bool) -> str:
+    return f"{label(path)}: {formula.text}" if several else label(path)
+
+
+def plotpoints(store: Store, query: Query) -> dict:
+    """Flot-ready series: one per shown dimension and metric, every bucket present."""
+    paths, starts, readings = _read_selection(store, query)
+    several = len(query.metrics) > 1
+    series = []
+    for path in paths:
+        metrics = readings[path]
+        for formula in query.metrics:
+            values = [
+                formula.evaluate({name: r.values[i] for name, r in metrics.items()})
+                for i in range(len(starts))
+            ]
+            series.append({
+                "label": _series_label(path, formula, several),
+                "dimension": list(path),
+                "metric": formula.text,
+                "data": [[ms, value] for ms, value in zip(starts, values)],
+                "total": _total(formula, metrics),
+            })
+    return {**_header(query), "series": series}
+
+
+def totals(store: Store, query: Query) -> dict:
+    """The summary numbers of the same selection: each shown dimension's metric totals."""
+    paths, _starts, readings = _read_selection(store, query)
+    rows = [{
+        "label": label(path),
+        "dimension": list(path),
+        "totals": {f.text: _total(f, readings[path]) for f in query.metrics},
+    } for path in paths]
+    return {**_header(query), "totals": rows}
+
+
+def dimensions(store: Store, pk: str, path: Path) -> dict:
+    """The children of a dimension, for drill-down."""
+    return {
+        "pk": pk,
+        "dimension": list(path),
+        "label": label(path),
+        "children": [{"name": name, "dimension": [*path, name]}
+                     for name in store.children(pk, path)],
+    }

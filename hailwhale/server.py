@@ -1,0 +1,36 @@
+"""Serving a WSGI app from the command line: a threaded server from the standard library.
+
+Good for the demo and for small deployments; production runs the same apps under uWSGI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs requests through ``logging`` (at debug level) instead of stderr."""
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        logging.getLogger("hailwhale.http").debug(format, *args)
+
+
+def make(app, host: str, port: int) -> WSGIServer:
+    """A threaded HTTP server for ``app``, bound but not yet serving."""
+    return make_server(host, port, app, server_class=_ThreadingServer,
+                       handler_class=_QuietHandler)
+
+
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> WSGIServer:
+    """Serve ``app`` from a daemon thread; ``server.server_port`` tells the port taken."""
+    server = make(app, host, port)
+    threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
+    return server

@@ -1,0 +1,35 @@
+"""HailWhale's settings: the defaults, as in the original README.
+
+Edit this file, point ``HAILWHALE_SETTINGS`` at a copy of it, or override single values with
+environment variables (shown beside each). Every name here is documented in README.md.
+"""
+
+# Roll-up periods as (interval_seconds, retention_seconds), optionally with a label.
+# Environment: HAILWHALE_PERIODS=15s:3h,1h:7d,1d:1y
+PERIODS = [
+    (15, 3600 * 3),  # Every 15 seconds for the last 3 hours
+    (3600, 3600 * 24 * 7),  # Every hour for the last week
+    (3600 * 24, 3600 * 24 * 365),  # Every day for the last year
+]
+
+# Where Whale keeps the counters. None: redis://127.0.0.1:6379/0 for `hailwhale whale` and
+# the Python API, and an embedded store for `hailwhale demo`.
+# Environment: WHALE_REDIS_URL=redis://host:6379/0
+WHALE_REDIS_URL = None
+
+# Where a Hail node buffers incoming events (its local Redis). Environment: HAIL_REDIS_URL
+HAIL_REDIS_URL = "redis://127.0.0.1:6379/1"
+
+# Where hailwail and the Python API find Whale. Environment: WHALE_URL
+WHALE_URL = "http://127.0.0.1:8080"
+
+# The time zone that day (and week) buckets follow. Environment: HAILWHALE_TIMEZONE
+TIMEZONE = "UTC"
+
+# Limits on one event; past them the event is refused with a 400.
+MAX_DEPTH = 8  # levels in one dimension branch.  Environment: HAILWHALE_MAX_DEPTH
+MAX_BRANCHES = 16  # branches in one event.  Environment: HAILWHALE_MAX_BRANCHES
+MAX_METRICS = 32  # metrics in one event.  Environment: HAILWHALE_MAX_METRICS
+MAX_NAME_LENGTH = 200  # characters in a dimension value or pk.  HAILWHALE_MAX_NAME_LENGTH
+FUTURE_SKEW = 300  # seconds an event's `at` may lie in the future.  HAILWHALE_FUTURE_SKEW
+MAX_BUCKETS = 5000  # buckets one query may span.  Environment: HAILWHALE_MAX_BUCKETS
