@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from .config import Settings
 from .dimensions import Path
 from .errors import BadRequest

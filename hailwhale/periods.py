@@ -43,8 +43,8 @@ def parse_duration(text: str | int) -> int:
 
 
 def format_duration(seconds: int) -> str:
-    """The shortest exact spelling of ``seconds``: ``10800`` -> ``3h``."""
-    for unit in ("y", "w", "d", "h", "m"):
+    """The shortest exact spelling of ``seconds`` in y, d, h, m or s: ``10800`` -> ``3h``."""
+    for unit in ("y", "d", "h", "m"):  # 7d reads better than 1w
         size = _UNITS[unit]
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

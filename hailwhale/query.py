@@ -206,7 +206,7 @@ def plotpoints(store: Store, query: Query) -> dict:
                 "label": _series_label(path, formula, several),
                 "dimension": list(path),
                 "metric": formula.text,
-                "data": [[ms, value] for ms, value in zip(starts, values)],
+                "data": [[ms, value] for ms, value in zip(starts, values, strict=True)],
                 "total": _total(formula, metrics),
             })
     return {**_header(query), "series": series}

@@ -7,8 +7,8 @@ buckets of many series in one round trip. Keys come from ``hailwhale.keys`` only
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -175,7 +175,7 @@ class Store:
     def _buckets(hashes: list[dict], chunks: range, ordinals: range) -> list[int]:
         """Nanos per ordinal from the chunk hashes that cover them."""
         nanos = [0] * len(ordinals)
-        for chunk, fields in zip(chunks, hashes):
+        for chunk, fields in zip(chunks, hashes, strict=True):
             for name, value in fields.items():
                 fraction = name.endswith("f")
                 ordinal = chunk * keys.CHUNK + int(name[:-1] if fraction else name)

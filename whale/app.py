@@ -63,7 +63,8 @@ def _handled(func: Callable) -> Callable:
 def read_events(raw_body: bytes, content_type: str) -> list:
     """The raw events of a POST body: one JSON object, a JSON list, NDJSON, or a form."""
     text = raw_body.decode("utf-8", "replace").strip()
-    if content_type.startswith("application/x-www-form-urlencoded"):
+    # `curl -d '{...}'` labels JSON as a form: the body's first character decides.
+    if content_type.startswith("application/x-www-form-urlencoded") and text[:1] not in "[{":
         return [dict(bottle.request.forms.decode())]
     if not text:
         raise BadRequest("body", "", "POST a JSON event, a JSON list of events, or NDJSON")

@@ -1,0 +1,77 @@
+"""Shared fixtures: a real redis-server started by the harness on a free port, and the same
+tests again on fakeredis for speed."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import webtest
+
+from hailwhale.config import load_settings
+from hailwhale.embedded import RedisServer
+from hailwhale.store import Store, connect
+from whale import create_app
+
+
+class Clock:
+    """A clock the tests can move; starts at the real time, since Redis expires keys by it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+def client(request, redis_server):
+    """A clean Redis: the real server, then fakeredis."""
+    if request.param == "redis":
+        redis_client = connect(redis_server.url)
+        redis_client.flushdb()
+    else:
+        redis_client = connect("memory://")
+    yield redis_client
+    redis_client.close()
+
+
+@pytest.fixture
+def real_client(redis_server):
+    """The real redis-server only, for what fakeredis cannot show (encodings, memory)."""
+    redis_client = connect(redis_server.url)
+    redis_client.flushdb()
+    yield redis_client
+    redis_client.close()
+
+
+@pytest.fixture
+def settings():
+    """The defaults of settings.py, untouched by this machine's environment."""
+    return load_settings(environ={})
+
+
+@pytest.fixture
+def store(client, settings):
+    return Store(client, settings)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def app(store, clock):
+    """The Whale app, called in-process through WSGI."""
+    return webtest.TestApp(create_app(store, clock=clock))
