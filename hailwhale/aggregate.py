@@ -36,10 +36,16 @@ class Batch:
     metric_kinds: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     events: int = 0
 
+    _buckets: dict[float, list[tuple[Period, int]]] = field(default_factory=dict, repr=False)
+
     def add(self, event: Event, periods: Iterable[Period], tz: tzinfo, now: float) -> None:
         """Fold one event in: every prefix of every branch, in every period that keeps it."""
         paths = expand(event.branches)
-        live = [(p, p.ordinal(event.at, tz)) for p in periods if p.keeps(event.at, now, tz)]
+        # Most events of a batch share a time; the bucket maths is done once per time.
+        live = self._buckets.get(event.at)
+        if live is None:
+            live = [(p, p.ordinal(event.at, tz)) for p in periods if p.keeps(event.at, now, tz)]
+            self._buckets[event.at] = live
         nanos = {name: to_nanos(value) for name, value in event.metrics.items()}
         for path in paths:
             for period, ordinal in live:

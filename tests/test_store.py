@@ -1,0 +1,173 @@
+"""The store on real Redis and fakeredis: counting, reading, retention, chunking, reset."""
+
+from __future__ import annotations
+
+import pytest
+
+from hailwhale import keys
+from hailwhale.event import parse_event
+from hailwhale.periods import Period
+
+
+def events(settings, now, *raws):
+    return [parse_event(raw, settings, now) for raw in raws]
+
+
+def read_total(store, now, path=(), metric="hits", kind="sum", pk="", period=None):
+    period = period or store.settings.periods[0]
+    ordinals = period.ordinals(now - 600, now, store.settings.tz)
+    return store.read(pk, [path], {metric: kind}, period, ordinals)[path][metric]
+
+
+def test_every_prefix_and_the_root_in_every_period(store, settings, clock):
+    branch = ["pageviews", "site.com", "site.com/main", "visitor7"]
+    store.count(events(settings, clock.now, {"dimensions": branch}), clock.now)
+    for period in settings.periods:
+        for end in range(len(branch) + 1):
+            path = tuple(branch[:end])
+            assert read_total(store, clock.now, path, period=period).total == 1, (period, path)
+    assert read_total(store, clock.now, ("site.com",)).total == 0
+
+
+def test_a_batch_is_pre_aggregated_into_one_write_per_counter(store, settings, clock):
+    batch = events(settings, clock.now, *[{"dimensions": "page"}] * 10_000)
+    sent = []
+    original = store.redis.pipeline
+
+    def spying_pipeline(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*a, **k):
+            sent.extend(name for name, *_ in ((c[0][0],) for c in pipe.command_stack))
+            return real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    store.redis.pipeline = spying_pipeline
+    store.count(batch, clock.now)
+    store.redis.pipeline = original
+    # 2 paths (root, page) x 3 periods x 1 metric: six increments for ten thousand events.
+    assert sent.count("HINCRBY") == 6
+    assert read_total(store, clock.now, ("page",)).total == 10_000
+
+
+def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    dime = events(settings, clock.now, {"dimensions": "sales", "metrics": {"dollars": 0.10}})[0]
+    for _ in range(100):  # a hundred batches of ten thousand: Redis adds 100 times
+        store.count([dime] * 10_000, clock.now)
+    assert read_total(store, clock.now, metric="dollars").total == 100000
+    assert repr(float(read_total(store, clock.now, metric="dollars").total)) == "100000.0"
+
+
+def test_floats_negatives_and_mixed_ints(store, settings, clock):
+    store.count(events(settings, clock.now,
+                       {"metrics": {"x": 2}}, {"metrics": {"x": -0.25}},
+                       {"metrics": {"x": 0.1}}, {"metrics": {"x": 1e-9}}), clock.now)
+    assert read_total(store, clock.now, metric="x").total == pytest.approx(1.850000001, abs=0)
+
+
+def test_uniques_merge_at_read_time(store, settings, clock):
+    now = clock.now
+    one = {"dimensions": "p", "metrics": {"v": "is_unique"}}
+    store.count(events(settings, now, *[{**one, "uid": u} for u in "abcab"]), now)
+    store.count(events(settings, now + 30, *[{**one, "uid": u} for u in "ad"]), now + 30)
+    period = settings.periods[0]
+    ordinals = period.ordinals(now - 15, now + 30, settings.tz)
+    reading = store.read("", [("p",)], {"v": "unique"}, period, ordinals)[("p",)]["v"]
+    assert [v for v in reading.values if v] == [3, 2]
+    assert reading.total == 4
+
+
+def test_retention_is_key_expiry(store, settings, clock):
+    store.count(events(settings, clock.now, {"dimensions": "a",
+                                             "metrics": {"v": "is_unique"}}), clock.now)
+    counter_keys = store.redis.keys("hw:*:c:*")
+    assert counter_keys
+    for key in counter_keys + store.redis.keys("hw:*:u:*"):
+        ttl = store.redis.ttl(key)
+        code = key.split(":")[-2]
+        period = next(p for p in settings.periods if p.code == code)
+        # A chunk lives until its last bucket has been kept for the retention.
+        assert period.retention <= ttl <= period.retention + keys.CHUNK * period.interval + 1
+
+
+def test_backfilled_events_skip_periods_that_no_longer_keep_them(store, settings, clock):
+    old = clock.now - 5 * 3600  # past 15s:3h, inside 1h:7d and 1d:1y
+    store.count(events(settings, clock.now, {"dimensions": "a", "at": old}), clock.now)
+    assert not store.redis.keys(f"*:{settings.periods[0].code}:*")
+    assert store.redis.keys(f"*:{settings.periods[1].code}:*")
+
+
+def test_chunks_stay_small(store, settings, clock):
+    period = settings.periods[0]
+    base = clock.now - 2 * 3600
+    store.count(events(settings, clock.now, *[
+        {"metrics": {"x": 0.5}, "at": base + 15 * i} for i in range(480)]), clock.now)
+    for key in store.redis.keys(f"hw:*:c:x:{period.code}:*"):
+        assert store.redis.hlen(key) <= 2 * keys.CHUNK
+    assert read_total(store, clock.now, metric="x", period=period).total > 0
+
+
+def test_counter_hashes_keep_the_compact_encoding(real_client, settings, clock):
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    base = clock.now - 3 * 3600 + 60
+    store.count(events(settings, clock.now, *[
+        {"metrics": {"x": 0.5}, "at": base + 15 * i} for i in range(700)]), clock.now)
+    for key in real_client.keys("hw:*:c:*"):
+        assert real_client.object("encoding", key) == "listpack", key
+
+
+def test_children_registry(store, settings, clock):
+    store.count(events(settings, clock.now,
+                       {"dimensions": {"sales": {"eu": "p1", "us": "p2"}}},
+                       {"dimensions": ["sales", "asia"]}), clock.now)
+    assert store.children("", ()) == ["sales"]
+    assert store.children("", ("sales",)) == ["asia", "eu", "us"]
+    assert store.children("", ("sales", "eu")) == ["p1"]
+    assert store.children("", ("sales",), since=clock.now + 1) == []
+
+
+def test_reset_deletes_one_pk_only(store, settings, clock):
+    store.count(events(settings, clock.now,
+                       {"pk": "a*", "dimensions": "x", "metrics": {"u": "is_unique"}},
+                       {"pk": "a", "dimensions": "x"}, {"pk": "b", "dimensions": "x"}),
+                clock.now)
+    deleted = store.reset("a*")
+    assert deleted > 0
+    assert read_total(store, clock.now, pk="a*").total == 0
+    assert read_total(store, clock.now, pk="a").total == 1
+    assert read_total(store, clock.now, pk="b").total == 1
+    assert store.pks() == ["a", "b"]
+
+
+def test_tricky_names_never_share_a_series(store, settings, clock):
+    store.count(events(settings, clock.now,
+                       {"dimensions": ["a|b"]}, {"dimensions": ["a", "b"]},
+                       {"dimensions": ["a", "b"]}, {"dimensions": ["a:b}"]},
+                       {"pk": "a|b"}), clock.now)
+    assert read_total(store, clock.now, ("a|b",)).total == 1
+    assert read_total(store, clock.now, ("a", "b")).total == 2
+    assert read_total(store, clock.now, ("a:b}",)).total == 1
+    assert read_total(store, clock.now, pk="a|b").total == 1
+    assert read_total(store, clock.now).total == 4
+
+
+def test_two_periods_with_one_interval_keep_apart(client, clock):
+    from hailwhale.config import load_settings
+    from hailwhale.store import Store
+
+    settings = load_settings(environ={"HAILWHALE_PERIODS": "1m:1h,1m:1d"})
+    store = Store(client, settings)
+    store.count(events(settings, clock.now, {"dimensions": "a"}), clock.now)
+    short, long = settings.periods
+    assert short.code != long.code
+    assert read_total(store, clock.now, ("a",), period=short).total == 1
+    assert read_total(store, clock.now, ("a",), period=long).total == 1
+    assert isinstance(short, Period)
