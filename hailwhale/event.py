@@ -21,7 +21,7 @@ from .numbers import MAX_VALUE
 from .windows import parse_time
 
 UNIQUE = "is_unique"
-_METRIC_NAME = re.compile(rf"^{NAME}$")
+_METRIC_NAME = re.compile(NAME)
 _MAX_METRIC_NAME = 64
 # Parameter -> its alias; both spellings are accepted, never both at once.
 ALIASES = {"dimensions": "dimension", "metrics": "metric", "pk": "category"}
@@ -109,8 +109,11 @@ def parse_dimensions(value, settings: Settings, param: str = "dimensions") -> tu
 
 
 def _collect(value, prefix: Path, out: list[Path], param: str, settings: Settings) -> None:
-    if len(prefix) > settings.max_depth or len(out) > settings.max_branches:
-        return  # reported by the caller; stops a hostile document from being walked further
+    # Checked while walking, so a hostile document is never walked further than the limits.
+    if len(prefix) > settings.max_depth:
+        raise BadRequest(param, value, f"nested deeper than {settings.max_depth} levels")
+    if len(out) > settings.max_branches:
+        raise BadRequest(param, value, f"more than {settings.max_branches} branches")
     if isinstance(value, list):
         if not value:
             raise BadRequest(param, value, "a dimension list cannot be empty")
@@ -138,13 +141,16 @@ def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tu
     uniques: list[str] = []
     for name, number in value.items():
         param = f"metrics.{name}"
-        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+        if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
             raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
                              "not starting with a digit")
         if len(name) > _MAX_METRIC_NAME:
             raise BadRequest("metrics", name, f"a metric name is at most {_MAX_METRIC_NAME} "
                              "characters")
         if number == UNIQUE:
+            if name == "hits":
+                raise BadRequest(param, number, "hits counts every event; give the unique "
+                                 "metric another name, such as visitors")
             uniques.append(name)
             continue
         if isinstance(number, bool) or not isinstance(number, (int, float)):

@@ -11,7 +11,7 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
     hw:{<pk>|<dim>|<dim>}:c:<metric>:<period>:<chunk>   hash: bucket -> counter
     hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
     hw:{<pk>|<dim>}:children                             sorted set: child -> last seen
-    hw:{<pk>|}:metrics                                   hash: metric -> "sum" | "unique"
+    hw:{<pk>}:metrics                                    hash: metric -> "sum" | "unique"
     hw:pks                                               set of the pks in use
 """
 
@@ -35,7 +35,7 @@ def _part(text: str) -> str:
 
 def series_tag(pk: str, path: Path) -> str:
     """The hash tag shared by every key of one series: ``{pk|dim|dim}``."""
-    return "{" + "|".join([_part(pk), *map(_part, path)]) + ("|" if not path else "") + "}"
+    return "{" + _part(pk) + "".join("|" + _part(part) for part in path) + "}"
 
 
 def chunk_of(ordinal: int) -> tuple[int, int]:
@@ -70,4 +70,5 @@ def metrics(pk: str) -> str:
 
 def pk_pattern(pk: str) -> str:
     """A SCAN pattern that matches every key of ``pk`` and nothing else."""
-    return f"{PREFIX}:{{{_part(pk)}|*"
+    # The pk is followed by "}" (the root's keys) or "|" (every other path's).
+    return f"{PREFIX}:{{{_part(pk)}[}}|]*"

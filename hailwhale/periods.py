@@ -100,7 +100,9 @@ class Period:
         """The number of the bucket holding the unix time ``ts``."""
         if not self.daily:
             return math.floor(ts / self.interval)
-        days = datetime.fromtimestamp(ts, tz).date().toordinal() - _EPOCH_DAY
+        # Whole seconds: fromtimestamp rounds to the microsecond, which could move a time
+        # just before midnight into the next day.
+        days = datetime.fromtimestamp(math.floor(ts), tz).date().toordinal() - _EPOCH_DAY
         return (days + self._shift) // (self.interval // DAY)
 
     def start(self, ordinal: int, tz: tzinfo) -> float:

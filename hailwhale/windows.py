@@ -15,6 +15,7 @@ from .errors import BadRequest
 from .periods import Period, parse_duration
 
 NAMES = ("now", "today", "yesterday", "mtd", "ytd")
+LATEST = 253402300799  # 9999-12-31T23:59:59Z
 
 
 def parse_time(value, tz: tzinfo, param: str) -> float:
@@ -38,7 +39,14 @@ def parse_time(value, tz: tzinfo, param: str) -> float:
             ts = moment.timestamp()
     if not math.isfinite(ts):
         raise BadRequest(param, value, "a time must be a finite number")
-    return ts / 1000 if ts > 1e11 else ts
+    return check_range(ts / 1000 if ts > 1e11 else ts, param, value)
+
+
+def check_range(ts: float, param: str, value) -> float:
+    """``ts`` if it lies between 1970 and 9999, the times calendars (and buckets) handle."""
+    if not 0 <= ts <= LATEST:
+        raise BadRequest(param, value, "a time must lie between 1970 and 9999")
+    return ts
 
 
 def _midnight(moment: datetime, tz: tzinfo) -> float:
@@ -65,7 +73,10 @@ def _point(value, now: float, tz: tzinfo, param: str) -> tuple[float, float | No
     if text in NAMES:
         return _named(text, now, tz)
     if text and text[-1] in "smhdwy" and text[:-1].isdigit():
-        return now - parse_duration(text), None
+        try:
+            return check_range(now - parse_duration(text), param, value), None
+        except ValueError as exc:
+            raise BadRequest(param, value, str(exc)) from None
     return parse_time(value, tz, param), None
 
 
@@ -82,9 +93,10 @@ def resolve(
         start, named_end = _point(since, now, tz, "since")
         if named_end is not None and until in (None, ""):
             end = named_end
+    start = check_range(start, "since", since)
     if start > end:
         raise BadRequest("since", since, "since is after until")
-    buckets = len(period.ordinals(start, end, tz))
+    buckets = period.ordinal(end, tz) - period.ordinal(start, tz) + 1
     if buckets > max_buckets:
         raise BadRequest(
             "since", since, f"the window spans {buckets} buckets of {period.name}; "
