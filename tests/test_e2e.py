@@ -114,6 +114,19 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def test_demo_falls_back_to_fakeredis_without_redis_server(tmp_path):
+    port = free_port()
+    env = {"WHALE_REDIS_URL": "", "HOME": str(tmp_path),
+           "PATH": str(Path(sys.executable).parent)}  # no redis-server on it
+    process, lines = start(["demo", "--port", str(port)], env)
+    try:
+        assert any(line.startswith("store: in-process fakeredis") for line in lines), lines
+        totals = requests.get(f"http://127.0.0.1:{port}/totals", timeout=5).json()
+        assert totals["totals"][0]["totals"]["hits"] >= 3000
+    finally:
+        stop(process)
+
+
 def test_whale_with_unreachable_redis_fails_with_one_line():
     done = subprocess.run([HAILWHALE, "whale", "--redis", "redis://127.0.0.1:1/0"],
                           capture_output=True, text=True, timeout=30)
