@@ -39,9 +39,11 @@ _ENV = {
     "HAILWHALE_MAX_NAME_LENGTH": "MAX_NAME_LENGTH",
     "HAILWHALE_FUTURE_SKEW": "FUTURE_SKEW",
     "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
+    "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
+    "BATCH_MEMORY",
 )
 
 
@@ -60,6 +62,7 @@ class Settings:
     max_name_length: int = 200
     future_skew: int = 300
     max_buckets: int = 5000
+    batch_memory: int = 7 * 24 * 3600
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -22,10 +22,12 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` child process on a free port, stopped at exit."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True):
+    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True,
+                 extra: tuple[str, ...] = ()):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra = extra
         self.process: subprocess.Popen | None = None
 
     @property
@@ -38,7 +40,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.data_dir), "--save", "",
-             "--appendonly", "yes" if self.appendonly else "no"],
+             "--appendonly", "yes" if self.appendonly else "no", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         atexit.register(self.stop)

@@ -12,7 +12,8 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
     hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
     hw:{<pk>|<dim>}:children                             sorted set: child -> last seen
     hw:{<pk>}:metrics                                    hash: metric -> "sum" | "unique"
-    hw:pks                                               set of the pks in use
+    hw:{pks}                                             set of the pks in use
+    hw:{<tag>}:batch:<id>                                a batch id already applied
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .dimensions import Path
 from .periods import Period
 
 PREFIX = "hw"
-PKS = f"{PREFIX}:pks"
+PKS = f"{PREFIX}:{{pks}}"  # tagged, so a batch marker can sit in its slot
 # Buckets per counter hash. With two fields at most per bucket (whole and fraction), a chunk
 # stays under Redis' default hash-max-listpack-entries (128), so it keeps the compact encoding.
 CHUNK = 60
@@ -33,9 +34,16 @@ def _part(text: str) -> str:
     return quote(text, safe="")
 
 
+def _pk(pk: str) -> str:
+    # The default pk "" would make the root's hash tag "{}", which Redis Cluster ignores
+    # (it then hashes the whole key, scattering one series over many slots). A lone "%" is
+    # never produced by percent-encoding, so it cannot stand for any other pk.
+    return _part(pk) or "%"
+
+
 def series_tag(pk: str, path: Path) -> str:
     """The hash tag shared by every key of one series: ``{pk|dim|dim}``."""
-    return "{" + _part(pk) + "".join("|" + _part(part) for part in path) + "}"
+    return "{" + _pk(pk) + "".join("|" + _part(part) for part in path) + "}"
 
 
 def chunk_of(ordinal: int) -> tuple[int, int]:
@@ -68,7 +76,14 @@ def metrics(pk: str) -> str:
     return f"{PREFIX}:{series_tag(pk, ())}:metrics"
 
 
+def batch_marker(batch_id: str, near: str) -> str:
+    """The key remembering that a batch was applied, in the hash slot of the key ``near``
+    (on a cluster, each slot's part of a batch is remembered beside it)."""
+    tag = near[near.index("{") + 1: near.index("}", near.index("{"))] if "{" in near else near
+    return f"{PREFIX}:{{{tag}}}:batch:{_part(batch_id)}"
+
+
 def pk_pattern(pk: str) -> str:
     """A SCAN pattern that matches every key of ``pk`` and nothing else."""
     # The pk is followed by "}" (the root's keys) or "|" (every other path's).
-    return f"{PREFIX}:{{{_part(pk)}[}}|]*"
+    return f"{PREFIX}:{{{_pk(pk)}[}}|]*"

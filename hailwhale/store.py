@@ -6,12 +6,14 @@ buckets of many series in one round trip. Keys come from ``hailwhale.keys`` only
 
 from __future__ import annotations
 
+import pathlib
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
+from redis.cluster import RedisCluster
 
 from . import keys
 from .aggregate import SUM, UNIQUE, Batch, aggregate
@@ -23,6 +25,9 @@ from .numbers import NANO, from_nanos, split
 from .periods import Period
 
 Number = int | float
+_LUA = pathlib.Path(__file__).parent / "lua"
+APPLY_LUA = (_LUA / "apply.lua").read_text()
+UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 
 
 def connect(url: str) -> redis.Redis:
@@ -56,6 +61,9 @@ class Store:
     def __init__(self, client: redis.Redis, settings: Settings):
         self.redis = client
         self.settings = settings
+        self._apply = client.register_script(APPLY_LUA)
+        self._uniques = client.register_script(UNIQUES_LUA)
+        self._cluster = isinstance(client, RedisCluster)
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str | None = None) -> Store:
@@ -70,43 +78,66 @@ class Store:
         self.write(batch)
         return batch.events
 
-    def write(self, batch: Batch) -> None:
-        """Apply a pre-aggregated batch in one pipelined transaction: all of it or none."""
-        tz = self.settings.tz
-        expiries: dict[str, int] = {}
+    def write(self, batch: Batch, batch_id: str | None = None,
+              record: str = "") -> tuple[bool, str]:
+        """Apply a pre-aggregated batch atomically: all of it or none.
+
+        With a ``batch_id`` the batch is applied at most once: a repeat of the id changes
+        nothing and returns ``(False, what the first application recorded)``. On Redis
+        Cluster the batch is applied in one atomic step per hash slot, each remembering the
+        id, so a retry after a crash completes exactly the slots that were missed."""
+        applied, recorded = True, record
+        memory = str(self.settings.batch_memory) if batch_id else ""
         with _errors():
-            pipe = self.redis.pipeline(transaction=True)
-            for (pk, path, metric, period, ordinal), nanos in batch.counters.items():
-                if not nanos:
-                    continue
-                chunk, slot = keys.chunk_of(ordinal)
-                key = keys.counter(pk, path, metric, period, chunk)
-                whole, fraction = split(nanos)
-                whole_field, fraction_field = keys.counter_fields(slot)
-                if whole:
-                    pipe.hincrby(key, whole_field, whole)
-                if fraction:
-                    pipe.hincrby(key, fraction_field, fraction)
-                if key not in expiries:
-                    last = (chunk + 1) * keys.CHUNK - 1
-                    expiries[key] = period.expires_at(last, tz)
-            for (pk, path, metric, period, ordinal), uids in batch.uniques.items():
-                key = keys.unique(pk, path, metric, period, ordinal)
-                pipe.pfadd(key, *uids)
-                expiries[key] = period.expires_at(ordinal, tz)
-            for key, when in expiries.items():
-                pipe.expireat(key, when)
-            longest = max(p.retention for p in self.settings.periods)
-            for (pk, parent), seen in batch.children.items():
-                key = keys.children(pk, parent)
-                pipe.zadd(key, seen, gt=True)
-                pipe.expire(key, longest)
-            for pk, kinds in batch.metric_kinds.items():
-                pipe.hset(keys.metrics(pk), mapping=kinds)
-                pipe.expire(keys.metrics(pk), longest)
-            if batch.metric_kinds:
-                pipe.sadd(keys.PKS, *batch.metric_kinds)
-            pipe.execute()
+            # One group on a single Redis; one per hash slot on a cluster, where scripts
+            # cannot be pipelined.
+            for slot_keys, operations in self._operations(batch):
+                marker = keys.batch_marker(batch_id, slot_keys[0]) if batch_id else ""
+                done, value = self._apply(keys=[marker or slot_keys[0], *slot_keys],
+                                          args=[memory, record, *operations])
+                if not done:
+                    applied, recorded = False, value
+        return applied, recorded
+
+    def _operations(self, batch: Batch) -> list[tuple[list[str], list]]:
+        """The batch as apply.lua operations, one group per hash slot on a cluster (one
+        group in all on a single Redis)."""
+        tz = self.settings.tz
+        counters: dict[str, list] = {}
+        expiries: dict[str, int] = {}
+        for (pk, path, metric, period, ordinal), nanos in batch.counters.items():
+            if not nanos:
+                continue
+            chunk, slot = keys.chunk_of(ordinal)
+            key = keys.counter(pk, path, metric, period, chunk)
+            fields = counters.setdefault(key, [])
+            whole, fraction = split(nanos)
+            whole_field, fraction_field = keys.counter_fields(slot)
+            if whole:
+                fields += (whole_field, whole)
+            if fraction:
+                fields += (fraction_field, fraction)
+            if key not in expiries:
+                expiries[key] = period.expires_at((chunk + 1) * keys.CHUNK - 1, tz)
+        longest = max(p.retention for p in self.settings.periods)
+        ops: list[tuple[str, str, object, list]] = []
+        ops += [("H", key, expiries[key], fields) for key, fields in counters.items()]
+        ops += [("U", keys.unique(pk, path, metric, period, ordinal),
+                 period.expires_at(ordinal, tz), sorted(uids))
+                for (pk, path, metric, period, ordinal), uids in batch.uniques.items()]
+        ops += [("Z", keys.children(pk, parent), longest,
+                 [x for child, seen in sorted(children.items()) for x in (seen, child)])
+                for (pk, parent), children in batch.children.items()]
+        ops += [("M", keys.metrics(pk), longest,
+                 [x for item in sorted(kinds.items()) for x in item])
+                for pk, kinds in batch.metric_kinds.items()]
+        if batch.metric_kinds:
+            ops.append(("S", keys.PKS, None, sorted(batch.metric_kinds)))
+        return _encode(ops, self._slot)
+
+    def _slot(self, key: str) -> int:
+        """The key's hash slot on a cluster; 0 for every key on a single Redis."""
+        return self.redis.keyslot(key) if self._cluster else 0
 
     def reset(self, pk: str) -> int:
         """Delete every key of one pk; returns how many keys were deleted."""
@@ -143,32 +174,40 @@ class Store:
         ``metrics`` maps a metric name to its kind (``sum`` or ``unique``)."""
         chunks = range(keys.chunk_of(ordinals.start)[0], keys.chunk_of(ordinals.stop - 1)[0] + 1) \
             if ordinals else range(0)
+        # Counter hashes are fetched in one pipeline; each unique metric's HyperLogLogs in
+        # one script call (multi-key PFCOUNT cannot be pipelined on a cluster).
+        unique_calls = [(path, metric) for path in paths
+                        for metric, kind in metrics.items() if kind == UNIQUE and ordinals]
         with _errors():
             pipe = self.redis.pipeline(transaction=False)
             for path in paths:
                 for metric, kind in metrics.items():
-                    if kind == UNIQUE:
-                        unique_keys = [keys.unique(pk, path, metric, period, o) for o in ordinals]
-                        for key in unique_keys:
-                            pipe.pfcount(key)
-                        if unique_keys:
-                            pipe.pfcount(*unique_keys)
-                    else:
+                    if kind != UNIQUE:
                         for chunk in chunks:
                             pipe.hgetall(keys.counter(pk, path, metric, period, chunk))
-            replies = iter(pipe.execute())
+            target = self.redis if self._cluster else pipe
+            unique_replies = [
+                self._uniques(keys=[keys.unique(pk, path, metric, period, o) for o in ordinals],
+                              client=target)
+                for path, metric in unique_calls
+            ]
+            replies = pipe.execute()
+        if not self._cluster:  # the script calls were queued in the pipeline
+            unique_replies = replies[len(replies) - len(unique_calls):]
+        counter_replies = iter(replies)
+        uniques = dict(zip(unique_calls, unique_replies, strict=True))
         result: dict[Path, dict[str, Reading]] = {}
         for path in paths:
             result[path] = {}
             for metric, kind in metrics.items():
                 if kind == UNIQUE:
-                    values = [next(replies) for _ in ordinals]
-                    total = next(replies) if ordinals else 0
+                    counts = uniques.get((path, metric), [0])
+                    result[path][metric] = Reading(list(counts[:-1]), counts[-1])
                 else:
-                    values = self._buckets([next(replies) for _ in chunks], chunks, ordinals)
-                    total = from_nanos(sum(values))
-                    values = [from_nanos(v) for v in values]
-                result[path][metric] = Reading(values, total)
+                    nanos = self._buckets([next(counter_replies) for _ in chunks], chunks,
+                                          ordinals)
+                    result[path][metric] = Reading([from_nanos(v) for v in nanos],
+                                                   from_nanos(sum(nanos)))
         return result
 
     @staticmethod
@@ -206,6 +245,20 @@ class Store:
         """Whether Redis answers."""
         with _errors():
             return bool(self.redis.ping())
+
+
+def _encode(ops, slot_of) -> list[tuple[list[str], list]]:
+    """apply.lua's KEYS and ARGV operations for ``(code, key, when, values)`` tuples,
+    grouped by hash slot; pairs of values stay flat as the script reads them."""
+    groups: dict[int, tuple[list[str], list]] = {}
+    for code, key, when, values in ops:
+        slot_keys, args = groups.setdefault(slot_of(key), ([], []))
+        slot_keys.append(key)
+        index = len(slot_keys) + 1  # KEYS[1] is the batch marker
+        count = len(values) // 2 if code in "HZM" else len(values)
+        args += [code, index, count, *values] if code == "S" else \
+            [code, index, when, count, *values]
+    return [groups[slot] for slot in sorted(groups)]
 
 
 @contextmanager

@@ -75,3 +75,35 @@ def clock():
 def app(store, clock):
     """The Whale app, called in-process through WSGI."""
     return webtest.TestApp(create_app(store, clock=clock))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory, redis_server):
+    """A three-node Redis Cluster (no replicas) on free ports: ``redis+cluster://`` URL."""
+    import subprocess
+
+    servers = [
+        RedisServer(tmp_path_factory.mktemp(f"cluster{n}"), appendonly=False,
+                    extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+        .start()
+        for n in range(3)
+    ]
+    subprocess.run(["redis-cli", "--cluster", "create",
+                    *[f"127.0.0.1:{s.port}" for s in servers],
+                    "--cluster-replicas", "0", "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    url = f"redis+cluster://127.0.0.1:{servers[0].port}/0"
+    deadline = time.monotonic() + 30
+    while True:  # the nodes agree on the slots a moment after create returns
+        try:
+            client = connect(url)
+            if client.cluster_info()["cluster_state"] == "ok":
+                client.close()
+                break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+    yield url
+    for server in servers:
+        server.stop()

@@ -33,12 +33,13 @@ def test_children_and_metrics_keys():
     assert keys.children("shop", ("sales",)) == "hw:{shop|sales}:children"
     assert keys.children("shop", ()) == "hw:{shop}:children"
     assert keys.metrics("shop") == "hw:{shop}:metrics"
-    assert keys.metrics("") == "hw:{}:metrics"
-    assert keys.PKS == "hw:pks"
+    assert keys.metrics("") == "hw:{%}:metrics"  # never an empty hash tag
+    assert keys.PKS == "hw:{pks}"
 
 
 def test_series_tag():
-    assert keys.series_tag("", ()) == "{}"
+    assert keys.series_tag("", ()) == "{%}"
+    assert keys.series_tag("", ("a",)) == "{%|a}"
     assert keys.series_tag("pk", ()) == "{pk}"
     # An empty name (refused by event parsing) still cannot collide with the root.
     assert keys.series_tag("pk", ("",)) == "{pk|}"

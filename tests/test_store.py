@@ -29,28 +29,35 @@ def test_every_prefix_and_the_root_in_every_period(store, settings, clock):
     assert read_total(store, clock.now, ("site.com",)).total == 0
 
 
-def test_a_batch_is_pre_aggregated_into_one_write_per_counter(store, settings, clock):
+def test_a_batch_is_pre_aggregated_into_one_write_per_counter(real_client, settings, clock):
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
     batch = events(settings, clock.now, *[{"dimensions": "page"}] * 10_000)
-    sent = []
-    original = store.redis.pipeline
-
-    def spying_pipeline(*args, **kwargs):
-        pipe = original(*args, **kwargs)
-        real_execute = pipe.execute
-
-        def execute(*a, **k):
-            sent.extend(name for name, *_ in ((c[0][0],) for c in pipe.command_stack))
-            return real_execute(*a, **k)
-
-        pipe.execute = execute
-        return pipe
-
-    store.redis.pipeline = spying_pipeline
+    real_client.config_resetstat()
     store.count(batch, clock.now)
-    store.redis.pipeline = original
-    # 2 paths (root, page) x 3 periods x 1 metric: six increments for ten thousand events.
-    assert sent.count("HINCRBY") == 6
+    stats = real_client.info("commandstats")
+    # One script call for the whole batch; inside it, 2 paths (root, page) x 3 periods x
+    # 1 metric: six increments for ten thousand events.
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_hincrby"]["calls"] == 6
     assert read_total(store, clock.now, ("page",)).total == 10_000
+
+
+def test_a_batch_id_is_applied_at_most_once(store, settings, clock):
+    batch = events(settings, clock.now, {"dimensions": "a", "metrics": {"v": "is_unique"},
+                                         "uid": "x"}, {"dimensions": "b"})
+    from hailwhale.aggregate import aggregate
+
+    aggregated = aggregate(batch, settings.periods, settings.tz, clock.now)
+    assert store.write(aggregated, "batch-1", record="first") == (True, "first")
+    assert store.write(aggregated, "batch-1", record="second") == (False, "first")
+    assert store.write(aggregated, "batch-2") == (True, "")
+    assert read_total(store, clock.now).total == 4
+    assert read_total(store, clock.now, ("a",)).total == 2
+    marker = store.redis.keys("hw:*:batch:batch-1")
+    assert len(marker) == 1
+    assert 0 < store.redis.ttl(marker[0]) <= settings.batch_memory
 
 
 def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
