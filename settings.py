@@ -23,6 +23,17 @@ HAIL_REDIS_URL = "redis://127.0.0.1:6379/1"
 # Where hailwail and the Python API find Whale. Environment: WHALE_URL
 WHALE_URL = "http://127.0.0.1:8080"
 
+# How Hail moves events: "redis" (buffer in HAIL_REDIS_URL, drained by hailwail) or
+# "celery" (tasks over CELERY_BROKER_URL, counted by Celery workers).
+# Environment: HAIL_BACKEND
+HAIL_BACKEND = "redis"
+
+# The Celery broker (RabbitMQ). Environment: CELERY_BROKER_URL
+CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+# How often Celery beat runs hailwail's drain, in seconds. Environment: HAILWAIL_INTERVAL
+HAILWAIL_INTERVAL = 5
+
 # The time zone that day (and week) buckets follow. Environment: HAILWHALE_TIMEZONE
 TIMEZONE = "UTC"
 

@@ -1,4 +1,4 @@
-"""The ``hailwhale`` command: ``demo``, ``whale`` and ``reset``.
+"""The ``hailwhale`` command: ``demo``, ``whale``, ``hail`` and ``reset``.
 
 Failures print one line to stderr and exit 1.
 """
@@ -58,6 +58,20 @@ def cmd_whale(args, settings) -> None:
     _serve(create_app(store, settings), args.host, args.port, "whale")
 
 
+def cmd_hail(args, settings) -> None:
+    import dataclasses
+
+    from hail.app import from_settings
+
+    if args.redis:
+        settings = dataclasses.replace(settings, hail_redis_url=args.redis)
+    app = from_settings(settings)
+    where = settings.celery_broker_url if settings.hail_backend == "celery" else \
+        settings.hail_redis_url
+    print(f"buffer: {settings.hail_backend} at {where}", flush=True)
+    _serve(app, args.host, args.port, "hail")
+
+
 def cmd_reset(args, settings) -> None:
     store = Store.from_settings(settings, args.redis)
     deleted = store.reset(args.pk)
@@ -82,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
     whale.add_argument("--port", type=int, default=8080)
     whale.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
     whale.set_defaults(run=cmd_whale)
+
+    hail = commands.add_parser("hail", help="a Hail collector node, buffering for hailwail")
+    hail.add_argument("--host", default="127.0.0.1")
+    hail.add_argument("--port", type=int, default=8081)
+    hail.add_argument("--redis", help="the buffer's Redis URL (default: HAIL_REDIS_URL)")
+    hail.set_defaults(run=cmd_hail)
 
     reset = commands.add_parser("reset", help="delete every counter of one pk")
     reset.add_argument("--pk", required=True, help='the pk to delete ("" for the default)')

@@ -40,11 +40,19 @@ _ENV = {
     "HAILWHALE_FUTURE_SKEW": "FUTURE_SKEW",
     "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
     "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
+    "HAIL_BACKEND": "HAIL_BACKEND",
+    "CELERY_BROKER_URL": "CELERY_BROKER_URL",
+    "HAILWAIL_INTERVAL": "HAILWAIL_INTERVAL",
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
-    "BATCH_MEMORY",
+    "BATCH_MEMORY", "HAILWAIL_INTERVAL",
 )
+_STRINGS = (
+    "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
+    "CELERY_BROKER_URL",
+)
+BACKENDS = ("redis", "celery")
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,9 @@ class Settings:
     future_skew: int = 300
     max_buckets: int = 5000
     batch_memory: int = 7 * 24 * 3600
+    hail_backend: str = "redis"
+    celery_broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    hailwail_interval: int = 5
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +84,9 @@ class Settings:
         for name in _INTEGERS:
             if getattr(self, name.lower()) < 1 and name != "FUTURE_SKEW":
                 raise ConfigurationError(f"{name} must be at least 1")
+        if self.hail_backend not in BACKENDS:
+            raise ConfigurationError(f"HAIL_BACKEND must be one of {', '.join(BACKENDS)}, "
+                                     f"not {self.hail_backend!r}")
 
     @property
     def PERIODS(self) -> list[tuple[int, int]]:  # noqa: N802 - the seed's spelling
@@ -92,7 +106,7 @@ class Settings:
         if "PERIODS" not in values:
             raise ConfigurationError("PERIODS is not set")
         kwargs: dict = {"periods": parse_periods(values["PERIODS"])}  # type: ignore[arg-type]
-        for name in ("WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE"):
+        for name in _STRINGS:
             if values.get(name) is not None:
                 kwargs[name.lower()] = str(values[name])
         for name in _INTEGERS:

@@ -62,6 +62,18 @@ def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
     return Event(branches, metrics, uniques, uid, pk, at, raw)
 
 
+def parse_events(raws: list, settings: Settings, now: float) -> list[Event]:
+    """Check every event of a batch; the first bad one refuses the batch, its error
+    prefixed with its index (``event 3: metrics.x: ...``) when there are several."""
+    events = []
+    for index, raw in enumerate(raws):
+        try:
+            events.append(parse_event(raw, settings, now))
+        except BadRequest as exc:
+            raise exc.prefixed(f"event {index}") if len(raws) > 1 else exc from None
+    return events
+
+
 def _one_of(raw: Mapping, name: str):
     alias = ALIASES[name]
     if name in raw and alias in raw:

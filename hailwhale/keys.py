@@ -14,6 +14,7 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
     hw:{<pk>}:metrics                                    hash: metric -> "sum" | "unique"
     hw:{pks}                                             set of the pks in use
     hw:{<tag>}:batch:<id>                                a batch id already applied
+    hw:{hail}:buffer, :inflight, :batch:<id>, :dead      a Hail node's buffer (its own Redis)
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def batch_marker(batch_id: str, near: str) -> str:
     (on a cluster, each slot's part of a batch is remembered beside it)."""
     tag = near[near.index("{") + 1: near.index("}", near.index("{"))] if "{" in near else near
     return f"{PREFIX}:{{{tag}}}:batch:{_part(batch_id)}"
+
+
+# A Hail node's buffer, in its own Redis (HAIL_REDIS_URL); one hash tag, so the buffer's
+# scripts also run on a cluster.
+BUFFER = f"{PREFIX}:{{hail}}:buffer"  # list of events, oldest first
+INFLIGHT = f"{PREFIX}:{{hail}}:inflight"  # sorted set: batch id -> lease start
+DEAD = f"{PREFIX}:{{hail}}:dead"  # list of events that cannot be counted, with reasons
+
+
+def processing(batch_id: str) -> str:
+    """The list holding one in-flight batch's events until Whale confirms them."""
+    return f"{PREFIX}:{{hail}}:batch:{_part(batch_id)}"
 
 
 def pk_pattern(pk: str) -> str:

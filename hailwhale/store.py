@@ -88,7 +88,7 @@ class Store:
         id, so a retry after a crash completes exactly the slots that were missed."""
         applied, recorded = True, record
         memory = str(self.settings.batch_memory) if batch_id else ""
-        with _errors():
+        with redis_errors():
             # One group on a single Redis; one per hash slot on a cluster, where scripts
             # cannot be pipelined.
             for slot_keys, operations in self._operations(batch):
@@ -142,7 +142,7 @@ class Store:
     def reset(self, pk: str) -> int:
         """Delete every key of one pk; returns how many keys were deleted."""
         deleted = 0
-        with _errors():
+        with redis_errors():
             found: list[str] = []
             for key in self.redis.scan_iter(match=keys.pk_pattern(pk), count=1000):
                 found.append(key)
@@ -178,7 +178,7 @@ class Store:
         # one script call (multi-key PFCOUNT cannot be pipelined on a cluster).
         unique_calls = [(path, metric) for path in paths
                         for metric, kind in metrics.items() if kind == UNIQUE and ordinals]
-        with _errors():
+        with redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for path in paths:
                 for metric, kind in metrics.items():
@@ -225,7 +225,7 @@ class Store:
 
     def children(self, pk: str, path: Path, since: float | None = None) -> list[str]:
         """The children seen under ``path`` (since ``since``, when given), sorted by name."""
-        with _errors():
+        with redis_errors():
             names = self.redis.zrangebyscore(
                 keys.children(pk, path), "-inf" if since is None else since, "+inf"
             )
@@ -233,17 +233,17 @@ class Store:
 
     def metric_kinds(self, pk: str) -> dict[str, str]:
         """The metrics counted under ``pk``: name -> ``sum`` or ``unique``."""
-        with _errors():
+        with redis_errors():
             return dict(self.redis.hgetall(keys.metrics(pk)))
 
     def pks(self) -> list[str]:
         """Every pk in use, sorted."""
-        with _errors():
+        with redis_errors():
             return sorted(self.redis.smembers(keys.PKS))
 
     def ping(self) -> bool:
         """Whether Redis answers."""
-        with _errors():
+        with redis_errors():
             return bool(self.redis.ping())
 
 
@@ -262,7 +262,7 @@ def _encode(ops, slot_of) -> list[tuple[list[str], list]]:
 
 
 @contextmanager
-def _errors():
+def redis_errors():
     """Turns a lost Redis connection into StoreUnavailable, so apps can answer 503."""
     try:
         yield

@@ -1,0 +1,98 @@
+"""The Hail Bottle app: takes events and buffers them, answering 200 once they are safe.
+
+Events are checked exactly as Whale checks them, so bad input is refused at the edge with the
+same 400. A good event is stamped with its time (the moment Hail received it, unless it set
+``at``) and handed to the sink: the node's Redis buffer, or Celery. When the sink is down the
+answer is 503 with ``Retry-After``; nothing is acknowledged that is not stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import bottle
+
+from hailwhale.config import Settings
+from hailwhale.event import Event, parse_events
+from whale.web import (
+    gif_answer,
+    handled,
+    install_common,
+    json_answer,
+    posted_events,
+    query_params,
+)
+
+Sink = Callable[[list[dict]], None]
+
+
+def stamp(raw: dict, event: Event, received: float) -> dict:
+    """What is buffered for one event: its parameters under their canonical names, with
+    ``at`` fixed to its time (so a late drain does not move it to a later bucket) and
+    ``_received`` for the buffer's age (Whale ignores names starting with ``_``)."""
+    item = {
+        "dimensions": raw.get("dimensions", raw.get("dimension")),
+        "metrics": raw.get("metrics", raw.get("metric")),
+        "pk": event.pk,
+        "uid": raw.get("uid"),
+        "at": event.at,
+        "_received": received,
+    }
+    return {name: value for name, value in item.items() if value not in (None, "")}
+
+
+def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
+               clock: Callable[[], float] = time.time) -> bottle.Bottle:
+    """The Hail WSGI app: events go to ``sink`` (which raises StoreUnavailable when it
+    cannot take them); ``health`` reports the sink's state for ``/health``."""
+    app = bottle.Bottle()
+    install_common(app)
+
+    def accept(raws: list) -> int:
+        now = clock()
+        events = parse_events(raws, settings, now)
+        sink([stamp(raw, event, now) for raw, event in zip(raws, events, strict=True)])
+        return len(events)
+
+    @app.get("/count")
+    @handled
+    def count_get():
+        return json_answer({"ok": True, "accepted": accept([query_params()])})
+
+    @app.get("/count.gif")
+    @handled
+    def count_gif():
+        accept([query_params()])
+        return gif_answer()
+
+    @app.post("/count")
+    @handled
+    def count_post():
+        return json_answer({"ok": True, "accepted": accept(posted_events())})
+
+    @app.get("/health")
+    @handled
+    def health_route():
+        return json_answer({"ok": True, **health()})
+
+    @app.get("/")
+    @handled
+    def index():
+        return json_answer({"service": "hail", "endpoints": ["/count", "/count.gif",
+                                                             "/health"]})
+
+    return app
+
+
+def from_settings(settings: Settings) -> bottle.Bottle:
+    """The Hail app as configured: buffering into ``HAIL_REDIS_URL``, or handing events to
+    Celery when ``HAIL_BACKEND`` is ``celery``."""
+    if settings.hail_backend == "celery":
+        from hailwhale import tasks
+
+        return create_app(tasks.enqueue, settings, tasks.health)
+    from hailwhale.buffer import Buffer
+
+    buffer = Buffer.from_url(settings.hail_redis_url)
+    return create_app(buffer.push, settings, lambda: buffer.stats().as_dict())

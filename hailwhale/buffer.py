@@ -1,0 +1,125 @@
+"""A Hail node's buffer: the Redis list events wait in until hailwail moves them to Whale.
+
+Every step is one atomic Redis operation, so a crash between any two of them loses nothing:
+``push`` appends, ``take`` moves a batch into its own processing list and records it in
+flight, ``ack`` removes it (dead-lettering what Whale refused) once Whale confirmed, and a
+batch whose sender died is ``claim``-ed and sent again, under the same id, after its lease.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from . import keys
+from .store import connect, redis_errors
+
+_LUA = pathlib.Path(__file__).parent / "lua"
+
+
+@dataclass(frozen=True)
+class BufferStats:
+    """What is waiting: buffered events, their age, batches in flight, dead letters."""
+
+    waiting: int
+    oldest_age: float | None
+    in_flight: int
+    dead: int
+
+    def as_dict(self) -> dict:
+        return {"waiting": self.waiting, "oldest_age": self.oldest_age,
+                "in_flight": self.in_flight, "dead": self.dead}
+
+
+class Buffer:
+    """The buffer in one Redis (a Hail node's ``HAIL_REDIS_URL``)."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._take = client.register_script((_LUA / "take.lua").read_text())
+        self._claim = client.register_script((_LUA / "claim.lua").read_text())
+
+    @classmethod
+    def from_url(cls, url: str) -> Buffer:
+        """A buffer on ``url``; short timeouts, so Hail answers 503 quickly when it is down."""
+        if url.startswith("memory://"):
+            return cls(connect(url))
+        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
+                                        socket_connect_timeout=1, retry_on_timeout=False))
+
+    def push(self, events: list[dict]) -> None:
+        """Append events (raw parameters, as JSON) in one atomic command."""
+        if events:
+            with redis_errors():
+                self.redis.rpush(keys.BUFFER, *(json.dumps(e, separators=(",", ":"))
+                                                for e in events))
+
+    def take(self, size: int, now: float | None = None) -> tuple[str, list[str]] | None:
+        """``(batch id, events)`` of up to ``size`` of the oldest events, now in flight."""
+        batch_id = uuid.uuid4().hex
+        with redis_errors():
+            items = self._take(keys=[keys.BUFFER, keys.INFLIGHT, keys.processing(batch_id)],
+                               args=[size, batch_id, time.time() if now is None else now])
+        return (batch_id, items) if items else None
+
+    def stale(self, lease: float, now: float | None = None) -> list[str]:
+        """Ids of in-flight batches whose lease started ``lease`` seconds ago or more."""
+        now = time.time() if now is None else now
+        with redis_errors():
+            return self.redis.zrangebyscore(keys.INFLIGHT, "-inf", now - lease)
+
+    def claim(self, batch_id: str, lease: float, now: float | None = None) -> list[str]:
+        """The events of a stale batch, leased to the caller; none if someone holds it."""
+        now = time.time() if now is None else now
+        with redis_errors():
+            return self._claim(keys=[keys.INFLIGHT, keys.processing(batch_id)],
+                               args=[batch_id, now, now - lease])
+
+    def release(self, batch_id: str) -> None:
+        """Give up a batch's lease (its delivery failed): the next drain sends it again."""
+        with redis_errors():
+            self.redis.zadd(keys.INFLIGHT, {batch_id: 0}, xx=True)
+
+    def ack(self, batch_id: str, dead: list[tuple[str, str]] = (), now: float | None = None
+            ) -> None:
+        """Whale confirmed the batch: dead-letter the ``(event, reason)`` pairs it refused and
+        forget the batch, in one transaction."""
+        now = time.time() if now is None else now
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            if dead:
+                pipe.rpush(keys.DEAD, *(json.dumps(
+                    {"event": item, "reason": reason, "batch": batch_id, "at": now},
+                    separators=(",", ":")) for item, reason in dead))
+            pipe.delete(keys.processing(batch_id))
+            pipe.zrem(keys.INFLIGHT, batch_id)
+            pipe.execute()
+
+    def dead_letters(self, count: int = 100) -> list[dict]:
+        """The oldest ``count`` dead letters: ``{"event", "reason", "batch", "at"}``."""
+        with redis_errors():
+            return [json.loads(item) for item in self.redis.lrange(keys.DEAD, 0, count - 1)]
+
+    def stats(self, now: float | None = None) -> BufferStats:
+        """How much is waiting, and for how long the oldest event has."""
+        now = time.time() if now is None else now
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(keys.BUFFER).lindex(keys.BUFFER, 0).zcard(keys.INFLIGHT).llen(keys.DEAD)
+            waiting, oldest, in_flight, dead = pipe.execute()
+        age = None
+        if oldest:
+            try:
+                age = max(0.0, now - float(json.loads(oldest)["_received"]))
+            except (ValueError, KeyError, TypeError):
+                age = None
+        return BufferStats(waiting, age, in_flight, dead)
+
+    def ping(self) -> bool:
+        with redis_errors():
+            return bool(self.redis.ping())

@@ -1,0 +1,63 @@
+"""The ``hailwail`` command (see ``hailwail.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from .buffer import Buffer
+from .config import load_settings
+from .drain import DEFAULT_BATCH, DEFAULT_LEASE, DeliveryFailed, WhaleClient, drain
+from .errors import HailWhaleError
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hailwail",
+                                  description="Drain a Hail buffer into Whale, exactly once.")
+    top.add_argument("--loop", type=float, metavar="SECONDS",
+                     help="keep draining, pausing SECONDS between passes")
+    top.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                     help="events per batch (%(default)s)")
+    top.add_argument("--lease", type=float, default=DEFAULT_LEASE,
+                     help="seconds before a batch whose sender vanished is sent again "
+                          "(%(default)s)")
+    top.add_argument("--hail-redis", help="the buffer's Redis URL (default: HAIL_REDIS_URL)")
+    top.add_argument("--whale", help="Whale's URL (default: WHALE_URL)")
+    top.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    return top
+
+
+def _stop(signum, frame):
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        settings = load_settings()
+        buffer = Buffer.from_url(args.hail_redis or settings.hail_redis_url)
+        whale = WhaleClient(args.whale or settings.whale_url)
+        while True:
+            try:
+                report = drain(buffer, whale.send, args.batch, args.lease)
+            except DeliveryFailed as exc:
+                if args.loop is None:
+                    raise
+                print(f"hailwail: {exc}; retrying in {args.loop}s", file=sys.stderr,
+                      flush=True)
+            else:
+                if not args.quiet and (report.batches or args.loop is None):
+                    print(f"hailwail: {report.line(buffer.stats())}", flush=True)
+            if args.loop is None:
+                return 0
+            time.sleep(args.loop)
+    except HailWhaleError as exc:
+        print(f"hailwail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+

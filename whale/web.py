@@ -1,0 +1,140 @@
+"""HTTP plumbing shared by the Whale and Hail apps: JSON answers, errors, CORS, bodies."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+from collections.abc import Callable
+
+import bottle
+
+from hailwhale.errors import BadRequest, StoreUnavailable
+
+log = logging.getLogger("hailwhale.http")
+
+MAX_BODY = 16 * 1024 * 1024
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+class BodyTooLarge(Exception):
+    """A request body past MAX_BODY: answered 413."""
+
+
+def query_params() -> dict:
+    """The query string as a plain dict of str (the last value of a repeated name)."""
+    return dict(bottle.request.query.decode())
+
+
+def json_answer(payload: object, status: int = 200) -> str:
+    """``payload`` as the JSON body of the response."""
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def gif_answer() -> bytes:
+    """The 1x1 GIF of image beacons, never cached."""
+    bottle.response.content_type = "image/gif"
+    bottle.response.set_header("Cache-Control", "no-store, no-cache, must-revalidate")
+    bottle.response.set_header("Pragma", "no-cache")
+    return GIF
+
+
+def handled(func: Callable) -> Callable:
+    """Turns HailWhale's errors into JSON answers: 400 for bad input, 503 with Retry-After
+    when Redis is down, 413 for a body too large; anything else is a logged 500."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BadRequest as exc:
+            return json_answer({"error": str(exc), "param": exc.param}, 400)
+        except StoreUnavailable as exc:
+            bottle.response.set_header("Retry-After", "1")
+            return json_answer({"error": str(exc)}, 503)
+        except BodyTooLarge:
+            return json_answer({"error": f"body: at most {MAX_BODY} bytes in one POST"}, 413)
+        except bottle.HTTPResponse:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", bottle.request.path)
+            return json_answer({"error": "internal error; see the server log"}, 500)
+
+    return wrapper
+
+
+def body() -> bytes:
+    """The request body, refused past MAX_BODY."""
+    if bottle.request.content_length > MAX_BODY:
+        raise BodyTooLarge()
+    return bottle.request.body.read()
+
+
+def posted_events() -> list:
+    """The raw events of a POST body: one JSON object, a JSON list, NDJSON, or a form."""
+    text = body().decode("utf-8", "replace").strip()
+    content_type = bottle.request.content_type or ""
+    # `curl -d '{...}'` labels JSON as a form: the body's first character decides.
+    if content_type.startswith("application/x-www-form-urlencoded") and text[:1] not in "[{":
+        return [dict(bottle.request.forms.decode())]
+    if not text:
+        raise BadRequest("body", "", "POST a JSON event, a JSON list of events, or NDJSON")
+    try:
+        document = json.loads(text)
+    except ValueError as whole_error:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise BadRequest("body", text, f"malformed JSON: {whole_error}") from None
+        document = []
+        for number, line in enumerate(lines, 1):
+            try:
+                document.append(json.loads(line))
+            except ValueError as exc:
+                raise BadRequest(f"line {number}", line, f"malformed JSON: {exc}") from None
+    events = document if isinstance(document, list) else [document]
+    if not events:
+        raise BadRequest("body", "[]", "the batch holds no events")
+    return events
+
+
+def posted_json() -> object:
+    """The request body as one JSON document."""
+    try:
+        return json.loads(body() or b"null")
+    except ValueError as exc:
+        raise BadRequest("body", "", f"malformed JSON: {exc}") from None
+
+
+def install_common(app: bottle.Bottle) -> None:
+    """CORS on every answer (so pages on other origins can send and read), preflights,
+    and JSON error pages."""
+
+    @app.hook("before_request")
+    def preflight() -> None:
+        # Answered here rather than by a catch-all OPTIONS route, which would turn every
+        # unknown path into a 405 instead of a 404.
+        if bottle.request.method == "OPTIONS":
+            raise bottle.HTTPResponse(status=204, headers=CORS)
+
+    @app.hook("after_request")
+    def cors() -> None:
+        for name, value in CORS.items():
+            bottle.response.set_header(name, value)
+
+    for status in (404, 405, 413):
+        app.error(status)(_error_page)
+
+
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+
+
+def _error_page(error: bottle.HTTPError) -> str:
+    bottle.response.content_type = "application/json"
+    return json.dumps({"error": f"{error.status}: {error.body or ''}".strip(": ")})

@@ -1,0 +1,9 @@
+"""The Whale app for uWSGI (``module = whale.wsgi:application``), built from the settings."""
+
+from hailwhale.config import load_settings
+from hailwhale.store import Store
+
+from .app import create_app
+
+_settings = load_settings()
+application = create_app(Store.from_settings(_settings), _settings)
