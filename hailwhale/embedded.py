@@ -12,11 +12,22 @@ from pathlib import Path
 import redis
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(cluster_bus: bool = False) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now; with ``cluster_bus``,
+    one whose Redis Cluster bus port (the port + 10000) is a valid free port too."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if not cluster_bus:
+            return port
+        if port + 10000 <= 65535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                    return port
+                except OSError:
+                    continue
 
 
 class RedisServer:

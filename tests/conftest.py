@@ -10,7 +10,7 @@ import pytest
 import webtest
 
 from hailwhale.config import load_settings
-from hailwhale.embedded import RedisServer
+from hailwhale.embedded import RedisServer, free_port
 from hailwhale.store import Store, connect
 from whale import create_app
 
@@ -83,7 +83,8 @@ def redis_cluster(tmp_path_factory, redis_server):
     import subprocess
 
     servers = [
-        RedisServer(tmp_path_factory.mktemp(f"cluster{n}"), appendonly=False,
+        RedisServer(tmp_path_factory.mktemp(f"cluster{n}"), free_port(cluster_bus=True),
+                    appendonly=False,
                     extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
         .start()
         for n in range(3)
