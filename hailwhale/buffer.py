@@ -89,16 +89,26 @@ class Buffer:
             ) -> None:
         """Whale confirmed the batch: dead-letter the ``(event, reason)`` pairs it refused and
         forget the batch, in one transaction."""
-        now = time.time() if now is None else now
         with redis_errors():
             pipe = self.redis.pipeline(transaction=True)
-            if dead:
-                pipe.rpush(keys.DEAD, *(json.dumps(
-                    {"event": item, "reason": reason, "batch": batch_id, "at": now},
-                    separators=(",", ":")) for item, reason in dead))
+            self.dead_letter(batch_id, dead, now, pipe)
             pipe.delete(keys.processing(batch_id))
             pipe.zrem(keys.INFLIGHT, batch_id)
             pipe.execute()
+
+    def dead_letter(self, batch_id: str, dead: list[tuple[str, str]],
+                    now: float | None = None, pipe=None) -> None:
+        """Append ``(event, reason)`` pairs to the dead-letter list (in ``pipe``, if given)."""
+        if not dead:
+            return
+        now = time.time() if now is None else now
+        entries = [json.dumps({"event": item, "reason": reason, "batch": batch_id, "at": now},
+                              separators=(",", ":")) for item, reason in dead]
+        if pipe is not None:
+            pipe.rpush(keys.DEAD, *entries)
+            return
+        with redis_errors():
+            self.redis.rpush(keys.DEAD, *entries)
 
     def dead_letters(self, count: int = 100) -> list[dict]:
         """The oldest ``count`` dead letters: ``{"event", "reason", "batch", "at"}``."""
