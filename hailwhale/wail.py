@@ -9,7 +9,7 @@ import time
 
 from .buffer import Buffer
 from .config import load_settings
-from .drain import DEFAULT_BATCH, DEFAULT_LEASE, DeliveryFailed, WhaleClient, drain
+from .drain import DEFAULT_BATCH, DEFAULT_LEASE, WhaleClient, drain
 from .errors import HailWhaleError
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             try:
                 report = drain(buffer, whale.send, args.batch, args.lease)
-            except DeliveryFailed as exc:
+            except HailWhaleError as exc:  # Whale or the buffer's Redis is down
                 if args.loop is None:
                     raise
                 print(f"hailwail: {exc}; retrying in {args.loop}s", file=sys.stderr,
