@@ -80,12 +80,13 @@ class Store:
 
     def write(self, batch: Batch, batch_id: str | None = None,
               record: str = "") -> tuple[bool, str]:
-        """Apply a pre-aggregated batch atomically: all of it or none.
+        """Apply a pre-aggregated batch atomically: on a single Redis all of it or none, on
+        Redis Cluster each hash slot's part of it.
 
         With a ``batch_id`` the batch is applied at most once: a repeat of the id changes
-        nothing and returns ``(False, what the first application recorded)``. On Redis
-        Cluster the batch is applied in one atomic step per hash slot, each remembering the
-        id, so a retry after a crash completes exactly the slots that were missed."""
+        nothing and returns ``(False, what the first application recorded)``. On a cluster
+        each slot's part remembers the id, so a retry after a crash completes exactly the
+        slots that were missed. Without an id, a retry after a failure may count twice."""
         applied, recorded = True, record
         memory = str(self.settings.batch_memory) if batch_id else ""
         with redis_errors():
