@@ -31,6 +31,10 @@ HAIL_BACKEND = "redis"
 # The Celery broker (RabbitMQ). Environment: CELERY_BROKER_URL
 CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
+# The Celery queue (and the name of its exchanges), so several deployments can share one
+# RabbitMQ. Environment: HAILWHALE_CELERY_QUEUE
+CELERY_QUEUE = "hailwhale"
+
 # How often Celery beat runs hailwail's drain, in seconds. Environment: HAILWAIL_INTERVAL
 HAILWAIL_INTERVAL = 5
 

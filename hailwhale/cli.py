@@ -66,8 +66,12 @@ def cmd_hail(args, settings) -> None:
     if args.redis:
         settings = dataclasses.replace(settings, hail_redis_url=args.redis)
     app = from_settings(settings)
-    where = settings.celery_broker_url if settings.hail_backend == "celery" else \
-        settings.hail_redis_url
+    if settings.hail_backend == "celery":
+        from kombu.utils.url import maybe_sanitize_url  # no password in the log
+
+        where = maybe_sanitize_url(settings.celery_broker_url)
+    else:
+        where = settings.hail_redis_url
     print(f"buffer: {settings.hail_backend} at {where}", flush=True)
     _serve(app, args.host, args.port, "hail")
 
@@ -97,7 +101,8 @@ def parser() -> argparse.ArgumentParser:
     whale.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
     whale.set_defaults(run=cmd_whale)
 
-    hail = commands.add_parser("hail", help="a Hail collector node, buffering for hailwail")
+    hail = commands.add_parser(
+        "hail", help="a Hail collector node (buffering for hailwail, or handing to Celery)")
     hail.add_argument("--host", default="127.0.0.1")
     hail.add_argument("--port", type=int, default=8081)
     hail.add_argument("--redis", help="the buffer's Redis URL (default: HAIL_REDIS_URL)")

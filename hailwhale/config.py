@@ -42,6 +42,7 @@ _ENV = {
     "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
     "HAIL_BACKEND": "HAIL_BACKEND",
     "CELERY_BROKER_URL": "CELERY_BROKER_URL",
+    "HAILWHALE_CELERY_QUEUE": "CELERY_QUEUE",
     "HAILWAIL_INTERVAL": "HAILWAIL_INTERVAL",
 }
 _INTEGERS = (
@@ -50,7 +51,7 @@ _INTEGERS = (
 )
 _STRINGS = (
     "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
-    "CELERY_BROKER_URL",
+    "CELERY_BROKER_URL", "CELERY_QUEUE",
 )
 BACKENDS = ("redis", "celery")
 
@@ -73,6 +74,7 @@ class Settings:
     batch_memory: int = 7 * 24 * 3600
     hail_backend: str = "redis"
     celery_broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    celery_queue: str = "hailwhale"
     hailwail_interval: int = 5
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
 

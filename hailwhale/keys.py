@@ -15,6 +15,7 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
     hw:{pks}                                             set of the pks in use
     hw:{<tag>}:batch:<id>                                a batch id already applied
     hw:{hail}:buffer, :inflight, :batch:<id>, :dead      a Hail node's buffer (its own Redis)
+    hw:{hail}:dead:<id>                                  a batch's dead letters recorded
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def batch_marker(batch_id: str, near: str) -> str:
 BUFFER = f"{PREFIX}:{{hail}}:buffer"  # list of events, oldest first
 INFLIGHT = f"{PREFIX}:{{hail}}:inflight"  # sorted set: batch id -> lease start
 DEAD = f"{PREFIX}:{{hail}}:dead"  # list of events that cannot be counted, with reasons
+
+
+def dead_marker(batch_id: str) -> str:
+    """The key remembering that a batch's refused events were dead-lettered (beside DEAD)."""
+    return f"{PREFIX}:{{hail}}:dead:{_part(batch_id)}"
 
 
 def processing(batch_id: str) -> str:

@@ -44,7 +44,9 @@ def connect(url: str) -> redis.Redis:
                                      decode_responses=True)
     if url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
         raise ConfigurationError(f"not a Redis URL: {url!r}")
-    return redis.Redis.from_url(url, decode_responses=True)
+    # Timeouts, so that an unreachable Redis is an error (503, a retried task), not a hang.
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
+                                socket_timeout=30)
 
 
 @dataclass(frozen=True)
