@@ -24,6 +24,14 @@ class BodyTooLarge(Exception):
 
 def query_params() -> dict:
     """The query string as a plain dict of str (the last value of a repeated name)."""
+    environ = bottle.request.environ
+    uri = environ.get("REQUEST_URI", "")
+    if "QUERY_STRING" not in environ and uri.partition("?")[2]:
+        # uWSGI passes a request on without QUERY_STRING when it cannot fit it into its
+        # buffer-size (logging "unable to add QUERY_STRING"): refuse it, rather than count
+        # an event with no dimensions and no metrics.
+        raise BadRequest("query", uri, "too long for the server's request buffer; "
+                                       "POST the event instead")
     return dict(bottle.request.query.decode())
 
 

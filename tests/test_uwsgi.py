@@ -1,0 +1,444 @@
+"""Production serving: ``uwsgi.ini`` run by the real uWSGI, as real processes over real HTTP.
+
+Hail and Whale each run under their own uWSGI master on a free port (given through
+``HAIL_PORT`` / ``WHALE_PORT``), on two databases of the harness's redis-server; events go in
+through Hail, the real ``hailwail`` command moves them, and Whale must show each exactly once.
+Every uWSGI is started in a process group of its own, stopped with SIGTERM (SIGKILL to the
+whole group if that does not end it), and checked to have left no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from hailwhale.embedded import free_port
+from hailwhale.store import connect
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not sys.platform.startswith("linux"),
+                       reason="uWSGI processes are inspected through /proc"),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+INI = REPO / "uwsgi.ini"
+BIN = Path(sys.executable).parent
+UWSGI = BIN / "uwsgi"
+HAILWAIL = BIN / "hailwail"
+PORT_VARIABLE = {"whale": "WHALE_PORT", "hail": "HAIL_PORT", None: "WHALE_PORT"}
+# Variables that would change what the processes under test do: uWSGI takes any UWSGI_* as an
+# option, and the HailWhale settings would leak from the machine into the test.
+FOREIGN = ("UWSGI_", "HAILWHALE_", "WHALE_", "HAIL_", "CELERY_")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0  # uWSGI takes about a second; then SIGKILL
+
+
+def clean_environ(**variables: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(FOREIGN)}
+    return {**env, **variables}
+
+
+def process_group(pgid: int) -> dict[int, tuple[int, str]]:
+    """The live processes of a process group: pid -> (parent pid, command line)."""
+    members = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members[int(entry)] = (int(ppid),
+                                   cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
+    return members
+
+
+@dataclass
+class Uwsgi:
+    """One uWSGI master with its workers, started from ``uwsgi.ini`` (``section`` None: the
+    file's default section)."""
+
+    section: str | None
+    env: dict[str, str]
+    log: Path
+    extra: tuple[str, ...] = ()
+    url: str = ""
+    process: subprocess.Popen | None = None
+
+    @property
+    def ini(self) -> str:
+        return f"{INI}:{self.section}" if self.section else str(INI)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self) -> Uwsgi:
+        if not UWSGI.exists():
+            pytest.fail(f"{UWSGI} is missing: install the test extras (pip install -e '.[test]')")
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(UWSGI), "--ini", self.ini, *self.extra], env=self.env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.log.parent,  # not the checkout: the ini must not depend on it
+                start_new_session=True)  # its own process group, to find every worker
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, url: str) -> None:
+        """Wait until ``url`` answers 200, failing with the log if it never does."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"uwsgi --ini {self.ini} exited with {self.process.returncode} "
+                            f"before answering:\n{self.output()[-3000:]}")
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"uwsgi --ini {self.ini} did not answer {url} within {START_TIMEOUT:.0f}s:"
+                    f"\n{self.output()[-3000:]}")
+
+    def loaded(self) -> set[int]:
+        """The pids that have loaded the app, as uWSGI logs it."""
+        return {int(pid) for pid in re.findall(r"WSGI app 0 .* ready .* pid: (\d+)",
+                                               self.output())}
+
+    def wait_loaded(self, workers: int) -> None:
+        """Wait until ``workers`` processes have loaded the app."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(self.loaded()) < workers:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                pytest.fail(f"uwsgi --ini {self.ini}: {len(self.loaded())} of {workers} "
+                            f"workers loaded the app:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def workers(self) -> dict[int, str]:
+        return {pid: cmd for pid, (ppid, cmd) in process_group(self.pid).items()
+                if ppid == self.pid}
+
+    def stop(self, sig: int = signal.SIGTERM) -> list[str]:
+        """Stop the master with ``sig``, SIGKILL the group if it lingers; the processes of
+        the group still alive afterwards (none, or it is a failure)."""
+        if self.process is None:
+            return []
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.process.wait(5)
+        deadline = time.monotonic() + 5
+        while process_group(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = process_group(self.pid)
+        if left:  # never leave them running, even when the test fails
+            os.killpg(self.pid, signal.SIGKILL)
+        return [f"{pid}: {cmd}" for pid, (_ppid, cmd) in left.items()]
+
+
+@dataclass
+class Deployment:
+    whale_url: str
+    hail_url: str
+    whale_redis_url: str
+    hail_redis_url: str
+    whale: Uwsgi
+    hail: Uwsgi
+
+    def hailwail(self) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [str(HAILWAIL)], capture_output=True, text=True, timeout=60,
+            env=clean_environ(HAIL_REDIS_URL=self.hail_redis_url, WHALE_URL=self.whale_url))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+
+@pytest.fixture(scope="module")
+def redis_urls(redis_server):
+    """(Whale's, Hail's) Redis URLs: databases 3 and 4 of the harness's server, emptied."""
+    urls = tuple(f"redis://127.0.0.1:{redis_server.port}/{db}" for db in (3, 4))
+    for url in urls:
+        client = connect(url)
+        client.flushdb()
+        client.close()
+    return urls
+
+
+def start_uwsgi(section: str | None, tmp_path: Path, redis_urls, extra=(), **env) -> Uwsgi:
+    """A uWSGI of ``section`` on a free port of 127.0.0.1 (``.url``)."""
+    port = free_port()
+    environ = clean_environ(WHALE_REDIS_URL=redis_urls[0], HAIL_REDIS_URL=redis_urls[1],
+                            HAILWHALE_HOST="127.0.0.1",
+                            **{PORT_VARIABLE[section]: str(port)}, **env)
+    log = tmp_path / f"uwsgi-{section or 'default'}.log"
+    return Uwsgi(section, environ, log, extra, f"http://127.0.0.1:{port}").start()
+
+
+@pytest.fixture
+def stopped_at_teardown():
+    """Collects the uWSGIs a test starts and stops each at teardown, whatever happened."""
+    started: list[Uwsgi] = []
+    yield started
+    left = [line for server in started for line in server.stop()]
+    assert not left, f"uWSGI processes left running: {left}"
+
+
+@pytest.fixture(scope="module")
+def deployment(redis_urls, tmp_path_factory):
+    """Whale (``uwsgi.ini:whale``) and a Hail node (``uwsgi.ini:hail``), running."""
+    tmp_path = tmp_path_factory.mktemp("uwsgi")
+    whale = hail = None
+    try:
+        whale = start_uwsgi("whale", tmp_path, redis_urls)
+        hail = start_uwsgi("hail", tmp_path, redis_urls)
+        whale.wait_ready(f"{whale.url}/health")
+        hail.wait_ready(f"{hail.url}/health")
+        whale.wait_loaded(4)
+        hail.wait_loaded(2)
+        yield Deployment(whale.url, hail.url, *redis_urls, whale, hail)
+    finally:
+        left = [line for server in (whale, hail) if server for line in server.stop()]
+        assert not left, f"uWSGI processes left running: {left}"
+
+
+def totals(url: str, **params) -> dict:
+    answer = requests.get(f"{url}/totals", params={"metrics": "hits,dollars", **params},
+                          timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {tuple(row["dimension"]): row["totals"] for row in answer.json()["totals"]}
+
+
+def test_events_through_hail_and_hailwail_are_counted_once_by_whale(deployment):
+    hail, whale, pk = deployment.hail_url, deployment.whale_url, "uwsgi-flow"
+    waiting = requests.get(f"{hail}/health", timeout=10).json()["waiting"]
+    # The README's seed events, URL-encoded by requests (?dimension=services&metric=%7B...).
+    for params in ({"dimension": "services", "metric": '{"dollars": 200}'},
+                   {"dimension": "advertising", "metric": '{"dollars": -2000}'},
+                   {"dimensions": '{"sales": "p123"}', "metric": '{"dollars": 500}'}):
+        answer = requests.get(f"{hail}/count", params={**params, "pk": pk}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"ok": True, "accepted": 1}
+    beacon = requests.get(f"{hail}/count.gif", params={"dimension": "newsletter", "pk": pk},
+                          timeout=10)
+    assert beacon.status_code == 200, beacon.text
+    assert beacon.headers["Content-Type"] == "image/gif" and beacon.content.startswith(b"GIF8")
+    batch = [{"pk": pk, "dimensions": ["sales", f"p{i % 4}"], "metrics": {"dollars": 1.5}}
+             for i in range(100)]
+    answer = requests.post(f"{hail}/count", data=json.dumps(batch), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"ok": True, "accepted": 100}
+
+    def one_event(i: int) -> int:  # concurrent requests spread over Hail's workers and threads
+        return requests.get(f"{hail}/count", timeout=10, params={
+            "dimension": "services", "metric": '{"dollars": 10}', "pk": pk}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one_event, range(40))) == {200}
+    sent = 3 + 1 + 100 + 40
+
+    # Buffered by Hail, not counted yet.
+    assert requests.get(f"{hail}/health", timeout=10).json()["waiting"] == waiting + sent
+    assert totals(whale, pk=pk)[()] == {"hits": 0, "dollars": 0}
+
+    moved = deployment.hailwail()
+    assert f"moved {waiting + sent} events" in moved.stdout, moved.stdout
+    expected = {
+        (): {"hits": sent, "dollars": 200 - 2000 + 500 + 150 + 400},
+        ("services",): {"hits": 41, "dollars": 600},
+        ("advertising",): {"hits": 1, "dollars": -2000},
+        ("sales",): {"hits": 101, "dollars": 650},
+        ("newsletter",): {"hits": 1, "dollars": 0},
+    }
+    counted = totals(whale, pk=pk, depth=1, threshold=0)
+    assert counted == expected
+
+    # A second run finds nothing to move, and nothing is counted twice.
+    again = deployment.hailwail()
+    assert "moved 0 events" in again.stdout, again.stdout
+    assert totals(whale, pk=pk, depth=1, threshold=0) == expected
+    health = requests.get(f"{hail}/health", timeout=10).json()
+    assert (health["waiting"], health["in_flight"], health["dead"]) == (0, 0, 0)
+
+    # A query, through Whale's uWSGI.
+    answer = requests.get(f"{whale}/plotpoints", timeout=10, params={
+        "pk": pk, "dimensions": "sales", "metrics": "dollars,dollars/hits", "depth": 1,
+        "since": "1h"})
+    assert answer.status_code == 200, answer.text
+    series = {s["label"]: s for s in answer.json()["series"]}
+    assert series["sales: dollars"]["total"] == 650
+    assert series["sales: dollars/hits"]["total"] == pytest.approx(650 / 101)
+    assert series["sales / p123: dollars"]["total"] == 500
+    assert sum(value for _ms, value in series["sales: dollars"]["data"]) == 650
+    assert len(series["sales: dollars"]["data"]) >= 3600 // 15  # every bucket of the hour
+
+
+def test_bad_input_is_a_400_through_uwsgi(deployment):
+    hail, whale = deployment.hail_url, deployment.whale_url
+    waiting = requests.get(f"{hail}/health", timeout=10).json()["waiting"]
+    bad_event = requests.get(f"{hail}/count", params={"metrics": '{"x": "y"}'}, timeout=10)
+    assert bad_event.status_code == 400
+    assert bad_event.json()["param"] == "metrics.x"
+    bad_batch = requests.post(f"{hail}/count", data='[{"metrics": {"x": 1}}, {"metrics": 5}]',
+                              timeout=10)
+    assert bad_batch.status_code == 400
+    assert bad_batch.json()["error"].startswith("event 1: ")
+    assert requests.get(f"{hail}/health", timeout=10).json()["waiting"] == waiting
+
+    bad_query = requests.get(f"{whale}/plotpoints", params={"metrics": "dollars/("},
+                             timeout=10)
+    assert bad_query.status_code == 400
+    assert bad_query.json()["param"] == "metrics"
+    bad_period = requests.get(f"{whale}/totals", params={"period": "2m:1y"}, timeout=10)
+    assert bad_period.status_code == 400 and bad_period.json()["param"] == "period"
+    bad_count = requests.get(f"{whale}/count", params={"metric": '{"dollars": "lots"}'},
+                             timeout=10)
+    assert bad_count.status_code == 400 and bad_count.json()["param"] == "metrics.dollars"
+
+
+def test_long_query_strings_fit_the_request_buffer(deployment):
+    """A GET event far past uWSGI's default 4 KiB request buffer (buffer-size is 64 KiB)."""
+    pk = "uwsgi-long"
+    branches = {f"branch{b}": [f"{b}-{level}-" + "x" * 150 for level in range(7)]
+                for b in range(16)}
+    params = {"pk": pk, "dimensions": json.dumps(branches), "metrics": '{"dollars": 1}'}
+    url = requests.Request("GET", f"{deployment.hail_url}/count", params=params).prepare().url
+    assert len(url) > 16 * 1024  # four times the default
+    for base in (deployment.hail_url, deployment.whale_url):
+        answer = requests.get(f"{base}/count", params=params, timeout=10)
+        assert answer.status_code == 200, answer.text
+    deployment.hailwail()
+    deepest = requests.get(f"{deployment.whale_url}/totals", timeout=10, params={
+        "pk": pk, "metrics": "hits", "dimensions": json.dumps(["branch7", *branches["branch7"]])})
+    assert deepest.status_code == 200, deepest.text
+    assert deepest.json()["totals"][0]["totals"] == {"hits": 2}  # once by Whale, once via Hail
+
+
+def test_a_query_string_too_long_for_uwsgi_is_refused_not_counted_empty(deployment):
+    """Between about 32 and 64 KiB, uWSGI logs "unable to add QUERY_STRING" and calls the
+    app without it: it must be refused, not counted as a root-only event with no metrics."""
+    branches = {f"b{b}": [f"{b}{level}" + "é" * 60 for level in range(7)] for b in range(16)}
+    params = {"pk": "uwsgi-too-long", "dimensions": json.dumps(branches, ensure_ascii=False),
+              "metrics": '{"dollars": 1}'}
+    url = requests.Request("GET", f"{deployment.whale_url}/count", params=params).prepare().url
+    assert 34 * 1024 < len(url) < 60 * 1024
+    answer = requests.get(f"{deployment.whale_url}/count", params=params, timeout=10)
+    assert answer.status_code == 400, answer.text
+
+
+def test_each_worker_loads_its_own_app(deployment):
+    """lazy-apps: the app (and its Redis clients) is built in every worker after the fork,
+    never in the master, so no connection is shared between processes."""
+    for server, processes in ((deployment.whale, 4), (deployment.hail, 2)):
+        workers = server.workers()
+        assert len(workers) == processes, workers
+        assert all("hailwhale-" in cmd and "uWSGI worker" in cmd for cmd in workers.values())
+        assert server.loaded() == set(workers), (server.loaded(), workers)
+
+
+def test_default_section_serves_whale(redis_urls, tmp_path, stopped_at_teardown):
+    """``uwsgi --ini uwsgi.ini`` is Whale; options after --ini override the file's."""
+    whale = start_uwsgi(None, tmp_path, redis_urls, extra=("--processes", "2"))
+    stopped_at_teardown.append(whale)
+    whale.wait_ready(f"{whale.url}/health")
+    assert requests.get(whale.url, timeout=10).json()["service"] == "whale"
+    counted = requests.get(f"{whale.url}/count", timeout=10, params={
+        "pk": "uwsgi-default", "dimension": "services", "metric": '{"dollars": 200}'})
+    assert counted.json() == {"ok": True, "counted": 1}
+    assert totals(whale.url, pk="uwsgi-default")[()] == {"hits": 1, "dollars": 200}
+    assert len(whale.workers()) == 2
+    assert whale.stop() == []
+    assert whale.process.returncode == 0, whale.output()[-3000:]
+
+
+@pytest.mark.parametrize("section, env, bound", [
+    (None, {}, "8080"),
+    ("whale", {}, "8080"),
+    ("hail", {}, "8081"),
+    (None, {"WHALE_PORT": "9090", "HAIL_PORT": "9191"}, "9090"),
+    ("whale", {"WHALE_PORT": "9090", "HAIL_PORT": "9191"}, "9090"),
+    ("hail", {"WHALE_PORT": "9090", "HAIL_PORT": "9191"}, "9191"),
+    (None, {"WHALE_PORT": ""}, "8080"),  # empty is unset (uWSGI would pick a random port)
+    ("hail", {"HAIL_PORT": ""}, "8081"),
+])
+def test_ports_come_from_the_environment_with_defaults(section, env, bound, tmp_path):
+    """The address each section binds, read from uWSGI's own --show-config. The host is
+    TEST-NET-3 (RFC 5737), never a local address, so the bind fails and nothing serves."""
+    ini = f"{INI}:{section}" if section else str(INI)
+    environ = clean_environ(HAILWHALE_HOST="203.0.113.1", **env)
+    done = subprocess.run([str(UWSGI), "--ini", ini, "--show-config"], env=environ,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert re.findall(r"^http-socket = (.*)$", output, re.MULTILINE) == [f"203.0.113.1:{bound}"]
+    assert "Cannot assign requested address" in output
+
+
+def test_a_bad_setting_stops_uwsgi_instead_of_serving(redis_urls, tmp_path,
+                                                      stopped_at_teardown):
+    """need-app: a worker that cannot build the app takes the instance down (exit 22), rather
+    than a master respawning broken workers forever."""
+    whale = start_uwsgi("whale", tmp_path, redis_urls, HAILWHALE_PERIODS="every now and then")
+    stopped_at_teardown.append(whale)
+    try:
+        whale.process.wait(START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"uwsgi kept running with a bad setting:\n{whale.output()[-3000:]}")
+    assert whale.process.returncode != 0
+    assert "ConfigurationError: a period is INTERVAL:RETENTION" in whale.output()
+
+
+def test_sigterm_stops_master_and_workers_even_while_they_start(redis_urls, tmp_path,
+                                                               stopped_at_teardown):
+    """die-on-term: SIGTERM stops uWSGI (2.0 would reload), master and every worker, also
+    at the moment the first worker answers while the others may still be loading the app:
+    the moment uWSGI's graceful-shutdown hook would hang forever."""
+    servers = [start_uwsgi(section, tmp_path, redis_urls) for section in ("whale", "hail")]
+    stopped_at_teardown.extend(servers)
+    for server in servers:
+        server.wait_ready(f"{server.url}/health")
+        server.process.send_signal(signal.SIGTERM)
+    for server in servers:
+        try:
+            # 0, or 22 when a worker was still importing the app: the interrupted import
+            # fails it, and need-app ends the instance.
+            assert server.process.wait(STOP_TIMEOUT) in (0, 22), server.output()[-3000:]
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"uwsgi --ini {server.ini} ignored SIGTERM:\n{server.output()[-3000:]}")
+        assert server.stop() == []
+
+
+def test_workers_die_with_their_master(redis_urls, tmp_path, stopped_at_teardown):
+    """no-orphans: a master killed outright (SIGKILL, the OOM killer) takes its workers along,
+    so none keeps serving, or holding the port, unsupervised."""
+    whale = start_uwsgi("whale", tmp_path, redis_urls)
+    stopped_at_teardown.append(whale)
+    whale.wait_ready(f"{whale.url}/health")
+    workers = set(whale.workers())
+    assert len(workers) == 4
+    whale.process.kill()
+    whale.process.wait(10)
+    deadline = time.monotonic() + 10
+    while set(process_group(whale.pid)) & workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(process_group(whale.pid)) & workers, process_group(whale.pid)
