@@ -19,6 +19,7 @@ from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
 from hailwhale.store import Store
 
+from . import assets
 from .web import (
     gif_answer,
     handled,
@@ -111,13 +112,30 @@ def create_app(store: Store, settings: Settings | None = None,
         store.ping()
         return json_answer({"ok": True, "store": "up"})
 
-    @app.get("/")
+    @app.get("/api")
     @handled
     def index():
         return json_answer({
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
-                          "/dimensions", "/metrics", "/pks", "/periods", "/health"],
+                          "/dimensions", "/metrics", "/pks", "/periods", "/health", "/",
+                          "/static/jquery.hailwhale.js"],
         })
+
+    @app.get("/")
+    def dashboard():
+        return bottle.static_file("dashboard.html", root=str(assets.static_dir()))
+
+    @app.get("/static/vendor/<name>")
+    def vendor(name: str):
+        path = assets.vendor_file(name)
+        if path is None:
+            return json_answer({"error": f"{name} is not installed: {assets.INSTALL_HINT}"},
+                               404)
+        return bottle.static_file(path.name, root=str(path.parent))
+
+    @app.get("/static/<name>")
+    def static(name: str):
+        return bottle.static_file(name, root=str(assets.static_dir()))
 
     return app
