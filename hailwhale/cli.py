@@ -30,23 +30,10 @@ def _serve(app, host: str, port: int, what: str) -> None:
 
 
 def cmd_demo(args, settings) -> None:
-    from whale import create_app
+    from .demo import run
 
-    from .demo import SampleTraffic, backfill
-    from .embedded import embedded_store_url
-
-    if args.redis or settings.whale_redis_url:
-        url = args.redis or settings.redis_url
-        line = f"store: {url} (configured)"
-    else:
-        url, line = embedded_store_url(Path(args.data_dir))
-    print(line, flush=True)
-    store = Store.from_settings(settings, url)
-    counted = backfill(store, settings)
-    print(f"sample traffic: backfilled {counted} events of the last hour; "
-          "counting a few more every second", flush=True)
-    SampleTraffic(store, settings).start()
-    _serve(create_app(store, settings), args.host, args.port, "whale (demo)")
+    configured = args.redis or settings.whale_redis_url
+    run(settings, args.host, args.port, configured, Path(args.data_dir))
 
 
 def cmd_whale(args, settings) -> None:
@@ -87,9 +74,12 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-v", "--verbose", action="store_true", help="log every request")
     commands = top.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="Whale with sample traffic, on an embedded store")
+    demo = commands.add_parser(
+        "demo", help="Whale, its dashboard, Hail and hailwail with sample traffic, in one "
+                     "process, on an embedded store")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--port", type=int, default=8080,
+                      help="Whale and the dashboard; Hail listens on the next port")
     demo.add_argument("--redis", help="use this Redis URL instead of the embedded store")
     demo.add_argument("--data-dir", default=str(DEMO_DATA),
                       help="where the embedded redis-server keeps its data (%(default)s)")

@@ -1,4 +1,4 @@
-"""``hailwhale demo``: Whale with a steady stream of sample events, in one process.
+"""``hailwhale demo``: every part in one process, with a steady stream of sample events.
 
 The sample traffic is the original README's: revenue from services, advertising and sales of
 products, and page views of a small site with unique visitors. An hour of history is
@@ -7,13 +7,21 @@ backfilled first, so the graphs have a shape from the first second.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 
+import requests
+
+from .buffer import Buffer
 from .config import Settings
+from .drain import WhaleClient, drain
+from .errors import HailWhaleError
 from .event import parse_event
-from .store import Store
+from .store import Store, connect
+
+log = logging.getLogger("hailwhale.demo")
 
 PRODUCTS = ["p100", "p123", "p200", "p314", "p999"]
 PAGES = ["site.com/main", "site.com/about", "site.com/pricing", "site.com/blog"]
@@ -51,20 +59,82 @@ def backfill(store: Store, settings: Settings, seconds: int = 3600, per_minute: 
 
 
 class SampleTraffic(threading.Thread):
-    """A daemon thread counting a few sample events every ``pause`` seconds."""
+    """A daemon thread sending a few sample events a second to a Hail node, over HTTP, as an
+    application would."""
 
-    def __init__(self, store: Store, settings: Settings, rate: float = 5.0, seed: int = 2):
+    def __init__(self, hail_url: str, rate: float = 5.0, seed: int = 2):
         super().__init__(daemon=True, name="sample-traffic")
-        self.store = store
-        self.settings = settings
+        self.url = hail_url.rstrip("/") + "/count"
         self.rate = rate
         self.rng = random.Random(seed)
+        self.session = requests.Session()
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(1.0):
-            now = time.time()
             count = max(1, int(self.rng.gauss(self.rate, self.rate / 3)))
-            events = [parse_event(sample_event(self.rng), self.settings, now)
-                      for _ in range(count)]
-            self.store.count(events, now)
+            events = [sample_event(self.rng) for _ in range(count)]
+            try:
+                self.session.post(self.url, json=events, timeout=5)
+            except requests.RequestException as exc:
+                log.warning("sample traffic: %s", exc)
+
+
+class Wailer(threading.Thread):
+    """hailwail --loop, in a thread: drains the demo's Hail buffer into its Whale."""
+
+    def __init__(self, buffer: Buffer, whale_url: str, pause: float = 1.0):
+        super().__init__(daemon=True, name="hailwail")
+        self.buffer = buffer
+        self.whale = WhaleClient(whale_url)
+        self.pause = pause
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.pause):
+            try:
+                drain(self.buffer, self.whale.send, lease=5)
+            except HailWhaleError as exc:
+                log.warning("hailwail: %s", exc)
+
+
+def run(settings: Settings, host: str, port: int, redis_url: str | None, data_dir) -> None:
+    """Every part in one process: Whale (with the dashboard) on ``port``, a Hail node on
+    ``port + 1``, hailwail draining it, and sample traffic flowing into Hail."""
+    from hail.app import create_app as hail_app
+    from whale import assets
+    from whale import create_app as whale_app
+
+    from .embedded import embedded_store_url
+    from .server import make
+
+    if redis_url:
+        store_url, buffer_url = redis_url, settings.hail_redis_url
+        print(f"store: {redis_url} (configured); buffer: {buffer_url}", flush=True)
+    else:
+        store_url, line = embedded_store_url(data_dir)
+        buffer_url = store_url[:-1] + "1" if store_url.endswith("/0") else store_url
+        print(line, flush=True)
+    store = Store.from_settings(settings, store_url)
+    buffer = Buffer(connect(buffer_url))
+    whale = make(whale_app(store, settings), host, port)
+    hail = make(hail_app(buffer.push, settings, lambda: buffer.stats().as_dict()), host,
+                port + 1 if port else 0)
+    whale_url = f"http://{host}:{whale.server_port}"
+    hail_url = f"http://{host}:{hail.server_port}"
+    counted = backfill(store, settings)
+    print(f"sample traffic: backfilled {counted} events of the last hour; a few more every "
+          f"second go to Hail at {hail_url}/count, and hailwail moves them to Whale",
+          flush=True)
+    threading.Thread(target=hail.serve_forever, daemon=True, name="hail").start()
+    Wailer(buffer, whale_url).start()
+    SampleTraffic(hail_url).start()
+    missing = assets.missing_vendor()
+    if missing:
+        print(f"dashboard: {', '.join(missing)} missing: {assets.INSTALL_HINT}", flush=True)
+    print(f"dashboard: {whale_url}/", flush=True)
+    print(f"whale (demo) listening on {whale_url}/", flush=True)
+    try:
+        whale.serve_forever()
+    except KeyboardInterrupt:
+        pass

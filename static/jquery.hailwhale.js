@@ -36,7 +36,7 @@
     threshold: 0.1,       // a child's share of its parent needed to be drawn
     limit: '',            // the top N children only
     sort: '',             // the metric or formula children are ranked by
-    live: false,          // true (every period interval, at least 5 s) or a number of seconds
+    live: false,          // true (a third of a bucket, 2 to 10 s) or a number of seconds
     drill: true,          // clicking a child drills down into it
     flot: {}              // extra flot options, merged over the plugin's
   };
@@ -143,7 +143,8 @@
     var live = this.options.live;
     if (!live) { return null; }
     if (typeof live === 'number') { return live; }
-    return Math.max(5, Math.min(60, answer.interval || 15));
+    // A few polls per bucket, so the current bucket is seen filling: 5 s for 15 s buckets.
+    return Math.max(2, Math.min(10, (answer.interval || 15) / 3));
   };
 
   Graph.prototype.schedule = function (seconds) {

@@ -241,3 +241,40 @@ def test_plugin_in_an_admin_page_on_another_origin(page, whale, tmp_path):
     finally:
         admin.shutdown()
         time.sleep(0.05)
+
+
+def test_a_new_user_sees_the_demo_move_within_seconds(page, tmp_path):
+    """`hailwhale demo` as the README starts it: the dashboard it prints shows graphs that
+    move with the sample traffic."""
+    import os
+    import subprocess
+    import sys
+
+    from hailwhale.embedded import free_port
+
+    port = free_port()
+    demo = subprocess.Popen(
+        [str(Path(sys.executable).parent / "hailwhale"), "demo", "--port", str(port)],
+        env={**os.environ, "WHALE_REDIS_URL": "", "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        dashboard = None
+        for _ in range(50):
+            line = demo.stdout.readline()
+            if line.startswith("dashboard: http"):
+                dashboard = line.split(" ", 1)[1].strip()
+                break
+        assert dashboard == f"http://127.0.0.1:{port}/"
+        page.goto(dashboard)
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        first = page.evaluate("() => $('#graph').data('hailwhale').series[0].total")
+        assert first > 0  # the backfilled hour
+        page.wait_for_function(
+            f"() => $('#graph').data('hailwhale').series[0].total > {first}", timeout=20_000)
+        labels = [s["label"] for s in series(page)]
+        assert labels[0] == "Overall" and "pageviews" in labels
+        assert inked_pixels(page) > 5_000
+        assert page.problems == []
+    finally:
+        demo.terminate()
+        demo.wait(10)

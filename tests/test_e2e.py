@@ -92,6 +92,15 @@ def test_demo_serves_sample_traffic_on_an_embedded_redis(tmp_path):
                 break
         else:
             pytest.fail("the demo's sample traffic did not move the counters")
+        # The live events came through the demo's Hail node and hailwail.
+        hail = requests.get(f"http://127.0.0.1:{port + 1}/health", timeout=5).json()
+        assert hail["ok"] and hail["in_flight"] + hail["waiting"] < 100
+        assert f"dashboard: {url}/" in lines
+        page = requests.get(f"{url}/", timeout=5)
+        assert "jquery.hailwhale.js" in page.text
+        for script in ("static/vendor/jquery.min.js", "static/vendor/jquery.flot.js",
+                       "static/jquery.hailwhale.js", "static/dashboard.js"):
+            assert requests.get(f"{url}/{script}", timeout=5).ok, script
         plot = requests.get(f"{url}/plotpoints", params={
             "metrics": "dollars", "depth": 1}, timeout=5).json()
         assert {tuple(s["dimension"]) for s in plot["series"]} >= {(), ("sales",),
