@@ -361,7 +361,7 @@ def test_default_section_serves_whale(redis_urls, tmp_path, stopped_at_teardown)
     whale = start_uwsgi(None, tmp_path, redis_urls, extra=("--processes", "2"))
     stopped_at_teardown.append(whale)
     whale.wait_ready(f"{whale.url}/health")
-    assert requests.get(whale.url, timeout=10).json()["service"] == "whale"
+    assert requests.get(f"{whale.url}/api", timeout=10).json()["service"] == "whale"
     counted = requests.get(f"{whale.url}/count", timeout=10, params={
         "pk": "uwsgi-default", "dimension": "services", "metric": '{"dollars": 200}'})
     assert counted.json() == {"ok": True, "counted": 1}
