@@ -20,6 +20,7 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import quote
 
 from .dimensions import Path
@@ -32,7 +33,9 @@ PKS = f"{PREFIX}:{{pks}}"  # tagged, so a batch marker can sit in its slot
 CHUNK = 60
 
 
+@lru_cache(maxsize=65536)
 def _part(text: str) -> str:
+    # Cached: a batch builds the same names into thousands of keys.
     return quote(text, safe="")
 
 
@@ -43,6 +46,7 @@ def _pk(pk: str) -> str:
     return _part(pk) or "%"
 
 
+@lru_cache(maxsize=65536)
 def series_tag(pk: str, path: Path) -> str:
     """The hash tag shared by every key of one series: ``{pk|dim|dim}``."""
     return "{" + _pk(pk) + "".join("|" + _part(part) for part in path) + "}"

@@ -66,6 +66,10 @@ class Period:
                 "the retention at least one interval"
             )
 
+    def __hash__(self) -> int:
+        # Periods key every counter of a batch: a cheap hash (equal periods still hash alike).
+        return self.interval * 1_000_003 + self.retention
+
     @property
     def name(self) -> str:
         """The canonical spelling, ``15s:3h``."""

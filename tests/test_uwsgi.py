@@ -132,6 +132,15 @@ class Uwsgi:
                             f"workers loaded the app:\n{self.output()[-3000:]}")
             time.sleep(0.05)
 
+    def wait_all_loaded(self, workers: int) -> None:
+        """Wait until every worker has loaded the app (lazy-apps: each loads its own, and a
+        SIGTERM that lands while one is still loading ends uWSGI with status 22)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.output().count(") ready in ") < workers:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not every worker loaded the app:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
     def workers(self) -> dict[int, str]:
         return {pid: cmd for pid, (ppid, cmd) in process_group(self.pid).items()
                 if ppid == self.pid}
@@ -367,6 +376,7 @@ def test_default_section_serves_whale(redis_urls, tmp_path, stopped_at_teardown)
     assert counted.json() == {"ok": True, "counted": 1}
     assert totals(whale.url, pk="uwsgi-default")[()] == {"hits": 1, "dollars": 200}
     assert len(whale.workers()) == 2
+    whale.wait_all_loaded(2)
     assert whale.stop() == []
     assert whale.process.returncode == 0, whale.output()[-3000:]
 
