@@ -22,6 +22,9 @@ from .windows import parse_time
 
 UNIQUE = "is_unique"
 _METRIC_NAME = re.compile(NAME)
+# Control characters (tabs, newlines, NUL ...) have no place in a name shown on a graph; the
+# store also relies on names never holding them (see hailwhale/lua/apply.lua).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_METRIC_NAME = 64
 # Parameter -> its alias; both spellings are accepted, never both at once.
 ALIASES = {"dimensions": "dimension", "metrics": "metric", "pk": "category"}
@@ -101,6 +104,8 @@ def _name(value, param: str, settings: Settings) -> str:
         raise BadRequest(param, value, "a dimension name cannot be empty")
     if len(text) > settings.max_name_length:
         raise BadRequest(param, value, f"a name is at most {settings.max_name_length} characters")
+    if _CONTROL.search(text):
+        raise BadRequest(param, value, "a name cannot hold control characters")
     return text
 
 
@@ -184,6 +189,8 @@ def _pk(value, settings: Settings) -> str:
     text = str(value)
     if len(text) > settings.max_name_length:
         raise BadRequest("pk", value, f"pk is at most {settings.max_name_length} characters")
+    if _CONTROL.search(text):
+        raise BadRequest("pk", value, "pk cannot hold control characters")
     return text
 
 

@@ -125,9 +125,12 @@ class Store:
         longest = max(p.retention for p in self.settings.periods)
         ops: list[tuple[str, str, object, list]] = []
         ops += [("H", key, expiries[key], fields) for key, fields in counters.items()]
-        ops += [("U", keys.unique(pk, path, metric, period, ordinal),
-                 period.expires_at(ordinal, tz), sorted(uids))
-                for (pk, path, metric, period, ordinal), uids in batch.uniques.items()]
+        expires = {}  # (period, ordinal) -> when its bucket may go: many cells share one
+        for (pk, path, metric, period, ordinal), uids in batch.uniques.items():
+            when = expires.get((period, ordinal))
+            if when is None:
+                when = expires[(period, ordinal)] = period.expires_at(ordinal, tz)
+            ops.append(("U", keys.unique(pk, path, metric, period, ordinal), when, sorted(uids)))
         ops += [("Z", keys.children(pk, parent), longest,
                  [x for child, seen in sorted(children.items()) for x in (seen, child)])
                 for (pk, parent), children in batch.children.items()]
@@ -252,13 +255,19 @@ class Store:
 
 def _encode(ops, slot_of) -> list[tuple[list[str], list]]:
     """apply.lua's KEYS and ARGV operations for ``(code, key, when, values)`` tuples,
-    grouped by hash slot; pairs of values stay flat as the script reads them."""
+    grouped by hash slot, in the layout the script reads (see its header)."""
     groups: dict[int, tuple[list[str], list]] = {}
     for code, key, when, values in ops:
         slot_keys, args = groups.setdefault(slot_of(key), ([], []))
         slot_keys.append(key)
         index = len(slot_keys) + 1  # KEYS[1] is the batch marker
-        count = len(values) // 2 if code in "HZM" else len(values)
+        if code == "H":  # names are digits and "f", numbers have no spaces: one string
+            args += [code, index, " ".join(map(str, (when, *values)))]
+            continue
+        if code == "U":  # uids never hold control characters (event parsing refuses them)
+            args += [code, index, "\x1f".join((str(when), *values))]
+            continue
+        count = len(values) // 2 if code in "ZM" else len(values)
         args += [code, index, count, *values] if code == "S" else \
             [code, index, when, count, *values]
     return [groups[slot] for slot in sorted(groups)]

@@ -6,8 +6,13 @@
 -- ARGV[1]   seconds to remember the batch id, or "" for none
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
 -- ARGV[3..] operations, each: code, key index, then code-specific arguments
---   H k expireat n (field increment)*n   HINCRBY each field, EXPIREAT
---   U k expireat n uid*n                  PFADD, EXPIREAT
+--   H k "expireat field increment field increment ..."
+--                                         HINCRBY each field, EXPIREAT: one string, as
+--                                         counters are most of a batch and every argument
+--                                         costs the client time to send
+--   U k "expireat<US>uid<US>uid..."      PFADD, EXPIREAT (US is the unit separator \31,
+--                                         which names never hold: event parsing refuses
+--                                         control characters)
 --   Z k ttl n (score member)*n            ZADD GT, EXPIRE
 --   M k ttl n (field value)*n             HSET, EXPIRE
 --   S k n member*n                        SADD
@@ -27,44 +32,45 @@ local n_args = #ARGV
 while i <= n_args do
   local code = ARGV[i]
   local key = KEYS[tonumber(ARGV[i + 1])]
-  if code == "S" then
+  if code == "H" then
+    local when, pairs_ = string.match(ARGV[i + 2], "^(%S+) (.*)$")
+    for field, increment in string.gmatch(pairs_, "(%S+) (%S+)") do
+      redis.call("HINCRBY", key, field, increment)
+    end
+    redis.call("EXPIREAT", key, when)
+    i = i + 3
+  elseif code == "U" then
+    local uids, when = {}, nil
+    for part in string.gmatch(ARGV[i + 2], "[^\31]+") do
+      if when then uids[#uids + 1] = part else when = part end
+    end
+    -- PFADD in slices: unpack() of a very long list would overflow Lua's C stack.
+    for j = 1, #uids, 1000 do
+      redis.call("PFADD", key, unpack(uids, j, math.min(j + 999, #uids)))
+    end
+    redis.call("EXPIREAT", key, when)
+    i = i + 3
+  elseif code == "S" then
     local n = tonumber(ARGV[i + 2])
     for j = i + 3, i + 2 + n do
       redis.call("SADD", key, ARGV[j])
     end
     i = i + 3 + n
-  else
-    local when = ARGV[i + 2]
+  elseif code == "Z" or code == "M" then
+    local ttl = ARGV[i + 2]
     local n = tonumber(ARGV[i + 3])
     local first = i + 4
-    if code == "H" then
-      for j = first, first + 2 * n - 1, 2 do
-        redis.call("HINCRBY", key, ARGV[j], ARGV[j + 1])
-      end
-      redis.call("EXPIREAT", key, when)
-      i = first + 2 * n
-    elseif code == "U" then
-      -- PFADD in slices: unpack() of a very long list would overflow Lua's C stack.
-      for j = first, first + n - 1, 1000 do
-        redis.call("PFADD", key, unpack(ARGV, j, math.min(j + 999, first + n - 1)))
-      end
-      redis.call("EXPIREAT", key, when)
-      i = first + n
-    elseif code == "Z" then
-      for j = first, first + 2 * n - 1, 2 do
+    for j = first, first + 2 * n - 1, 2 do
+      if code == "Z" then
         redis.call("ZADD", key, "GT", ARGV[j], ARGV[j + 1])
-      end
-      redis.call("EXPIRE", key, when)
-      i = first + 2 * n
-    elseif code == "M" then
-      for j = first, first + 2 * n - 1, 2 do
+      else
         redis.call("HSET", key, ARGV[j], ARGV[j + 1])
       end
-      redis.call("EXPIRE", key, when)
-      i = first + 2 * n
-    else
-      return redis.error_reply("apply.lua: unknown operation " .. tostring(code))
     end
+    redis.call("EXPIRE", key, ttl)
+    i = first + 2 * n
+  else
+    return redis.error_reply("apply.lua: unknown operation " .. tostring(code))
   end
 end
 
