@@ -484,3 +484,15 @@ def test_metric_names_are_matched_whole(name):
 def test_hits_cannot_be_a_unique_metric():
     error = bad({"dimensions": "a", "metrics": {"hits": "is_unique"}})
     assert error.param == "metrics.hits"
+
+
+@pytest.mark.parametrize("raw, param", [
+    ({"dimensions": "tab\there"}, "dimensions"),
+    ({"dimensions": ["a", "unit\x1fsep"]}, "dimensions"),
+    ({"dimensions": "a", "uid": "new\nline", "metrics": {"v": "is_unique"}}, "uid"),
+    ({"pk": "nul\x00"}, "pk"),
+])
+def test_names_refuse_control_characters(raw, param):
+    error = bad(raw)
+    assert error.param == param
+    assert "control characters" in str(error)

@@ -178,3 +178,11 @@ def test_two_periods_with_one_interval_keep_apart(client, clock):
     assert read_total(store, clock.now, ("a",), period=short).total == 1
     assert read_total(store, clock.now, ("a",), period=long).total == 1
     assert isinstance(short, Period)
+
+
+def test_uids_and_names_with_spaces_and_symbols_count_apart(store, settings, clock):
+    uids = ["a b", "a  b", "a", "b", " a", "é|{x}:*"]
+    store.count(events(settings, clock.now, *[
+        {"dimensions": "p q", "metrics": {"v": "is_unique"}, "uid": uid} for uid in uids * 2
+    ]), clock.now)
+    assert read_total(store, clock.now, ("p q",), metric="v", kind="unique").total == len(uids)
