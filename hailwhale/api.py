@@ -20,8 +20,9 @@ from .dimensions import Path
 from .event import parse_event
 from .formulas import parse
 from .periods import find_period
-from .query import Query, parse_path, select
+from .query import Query, parse_path, read_selection
 from .store import Store
+from .windows import resolve
 
 Points = list[tuple[datetime, Any]]
 
@@ -84,19 +85,14 @@ class HailWhale:
         settings = self.settings
         chosen = find_period(settings.periods, tuple(period) if isinstance(period, list)
                              else period)
-        now = time.time()
-        until = end_at.timestamp() if end_at else now
-        since = start_at.timestamp() if start_at else until - chosen.retention + chosen.interval
+        since, until = resolve(chosen, start_at.timestamp() if start_at else None,
+                               end_at.timestamp() if end_at else None, time.time(),
+                               settings.tz, settings.max_buckets)
         formula = parse(value, "value")
         path = parse_path(params, settings)
         query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit)
-        paths = select(self.store, query) if depth else [path]
-        ordinals = chosen.ordinals(since, until, settings.tz)
-        kinds = self.store.metric_kinds(pk)
-        readings = self.store.read(pk, paths, {n: kinds.get(n, "sum") for n in formula.names},
-                                   chosen, ordinals)
-        stamps = [datetime.fromtimestamp(chosen.start(o, settings.tz), settings.tz)
-                  for o in ordinals]
+        paths, starts, readings = read_selection(self.store, query)
+        stamps = [datetime.fromtimestamp(ms / 1000, settings.tz) for ms in starts]
 
         def points(p: Path) -> Points:
             metrics = readings[p]

@@ -128,6 +128,8 @@ def _total(formula: Formula, readings: Mapping[str, Reading]):
 
 def select(store: Store, query: Query) -> list[Path]:
     """The selected dimension, then the children worth showing, largest first."""
+    if not query.depth:
+        return [query.path]
     ranking = query.ranking
     kinds = _kinds(store, query.pk, [ranking])
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
@@ -179,7 +181,8 @@ def _header(query: Query) -> dict:
     }
 
 
-def _read_selection(store: Store, query: Query):
+def read_selection(store: Store, query: Query):
+    """``(paths, bucket starts in ms, readings)`` of everything a query shows."""
     paths = select(store, query)
     ordinals, starts = _window(query, store)
     kinds = _kinds(store, query.pk, query.metrics)
@@ -192,7 +195,7 @@ def _series_label(path: Path, formula: Formula, several: bool) -> str:
 
 def plotpoints(store: Store, query: Query) -> dict:
     """Flot-ready series: one per shown dimension and metric, every bucket present."""
-    paths, starts, readings = _read_selection(store, query)
+    paths, starts, readings = read_selection(store, query)
     several = len(query.metrics) > 1
     series = []
     for path in paths:
@@ -214,7 +217,7 @@ def plotpoints(store: Store, query: Query) -> dict:
 
 def totals(store: Store, query: Query) -> dict:
     """The summary numbers of the same selection: each shown dimension's metric totals."""
-    paths, _starts, readings = _read_selection(store, query)
+    paths, _starts, readings = read_selection(store, query)
     rows = [{
         "label": label(path),
         "dimension": list(path),
