@@ -122,10 +122,11 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
                 port + 1 if port else 0)
     whale_url = f"http://{host}:{whale.server_port}"
     hail_url = f"http://{host}:{hail.server_port}"
-    counted = backfill(store, settings)
-    print(f"sample traffic: backfilled {counted} events of the last hour; a few more every "
-          f"second go to Hail at {hail_url}/count, and hailwail moves them to Whale",
-          flush=True)
+    # History once: a demo restarted on the same data folder carries on from what it has.
+    history = "kept the history already stored" if store.pks() else \
+        f"backfilled {backfill(store, settings)} events of the last hour"
+    print(f"sample traffic: {history}; a few more every second go to Hail at "
+          f"{hail_url}/count, and hailwail moves them to Whale", flush=True)
     threading.Thread(target=hail.serve_forever, daemon=True, name="hail").start()
     Wailer(buffer, whale_url).start()
     SampleTraffic(hail_url).start()
