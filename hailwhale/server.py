@@ -25,8 +25,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make(app, host: str, port: int) -> WSGIServer:
     """A threaded HTTP server for ``app``, bound but not yet serving."""
-    return make_server(host, port, app, server_class=_ThreadingServer,
-                       handler_class=_QuietHandler)
+    try:
+        return make_server(host, port, app, server_class=_ThreadingServer,
+                           handler_class=_QuietHandler)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> WSGIServer:

@@ -46,7 +46,9 @@
   // needs, once per page, and lifts the legend so its entries can be clicked.
   var LEGEND_CSS = '.hailwhale .legendLayer .background { fill: rgba(255, 255, 255, 0.85);' +
     ' stroke: rgba(0, 0, 0, 0.15); } .hailwhale .legendLayer text { fill: #333; }' +
-    ' .hailwhale .legend { z-index: 1; cursor: pointer; pointer-events: auto !important; }';
+    ' .hailwhale .legend { z-index: 1; cursor: pointer; pointer-events: auto !important; }' +
+    // flot sizes the legend from a text measure that can fall a few pixels short.
+    ' .hailwhale .legendLayer { overflow: visible; }';
 
   function addStyles() {
     if (!$('style#hailwhale-styles').length) {
@@ -173,7 +175,9 @@
     } else {
       var yaxes = $.map(metrics, function (metric, i) {
         // One axis per metric (dollars and dollars/hits differ in scale), alternating sides.
-        return {position: i % 2 ? 'right' : 'left', tickFormatter: shortNumber};
+        // A fixed label width: flot's own measure can miss the lowest tick's minus sign.
+        return {position: i % 2 ? 'right' : 'left', tickFormatter: shortNumber,
+                labelWidth: 40};
       });
       this.plot = $.plot(this.$canvas, this.series, $.extend(true, {
         xaxis: {mode: 'time', timeBase: 'milliseconds', timezone: 'browser'},
