@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/bench_core.py [--events 20000]
 
+The store alone, in-process, with no HTTP: a quick check while working on the counting core.
+The figures of issue 5 (Hail and Whale under uWSGI, wrk, the real hailwail) come from
+``hailwhale bench``, whose workload and naive baseline this reuses.
+
 Starts a private redis-server on a free port (nothing else is touched), then prints:
 - events per second counted into Redis by one pre-aggregated, pipelined batch, against a naive
   counter that sends one HINCRBY round trip per event, dimension prefix, period and metric;
@@ -12,46 +16,16 @@ Figures are ratios to their baseline: wall times differ from machine to machine.
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
 
 from hailwhale import keys
 from hailwhale.aggregate import aggregate
+from hailwhale.bench import naive_count, workload
 from hailwhale.config import load_settings
-from hailwhale.dimensions import expand
 from hailwhale.embedded import RedisServer
 from hailwhale.event import parse_event
 from hailwhale.store import Store, connect
-
-
-def workload(n: int, now: float, spread: float, seed: int = 7) -> list[dict]:
-    """3-level dimension paths with Zipf-distributed children, hits + a float + a unique."""
-    rng = random.Random(seed)
-    zipf = [1 / (rank + 1) for rank in range(50)]
-    raws = []
-    for _ in range(n):
-        a, b, c = (rng.choices(range(50), weights=zipf)[0] for _ in range(3))
-        raws.append({
-            "dimensions": [f"site{a % 5}", f"section{b % 20}", f"page{c}"],
-            "metrics": {"seconds": round(rng.uniform(0.1, 30.0), 2), "visitors": "is_unique"},
-            "uid": f"u{rng.randrange(10_000)}",
-            "at": now - rng.uniform(0, spread),
-        })
-    return raws
-
-
-def naive_count(client, events, settings) -> None:
-    """One round trip per counter: what HailWhale's batching is measured against."""
-    tz = settings.tz
-    for event in events:
-        for path in expand(event.branches):
-            for period in settings.periods:
-                ordinal = period.ordinal(event.at, tz)
-                chunk, slot = keys.chunk_of(ordinal)
-                for metric, value in event.metrics.items():
-                    client.hincrbyfloat(keys.counter(event.pk, path, metric, period, chunk),
-                                        str(slot), value)
 
 
 def used_memory(client) -> int:
@@ -78,7 +52,7 @@ def main() -> None:
         sample = events[: max(200, args.events // 50)]
         client.flushdb()
         started = time.perf_counter()
-        naive_count(client, sample, settings)
+        naive_count(client, sample, settings.periods, settings.tz)
         naive_rate = len(sample) / (time.perf_counter() - started)
 
         # -- memory: a dense series (every bucket of every period filled) and the workload

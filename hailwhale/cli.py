@@ -1,4 +1,4 @@
-"""The ``hailwhale`` command: ``demo``, ``whale``, ``hail`` and ``reset``.
+"""The ``hailwhale`` command: ``demo``, ``whale``, ``hail``, ``reset`` and ``bench``.
 
 Failures print one line to stderr and exit 1.
 """
@@ -69,6 +69,17 @@ def cmd_reset(args, settings) -> None:
     print(f"deleted {deleted} keys of pk {args.pk!r}")
 
 
+def cmd_bench(args, settings) -> None:
+    from .bench import main
+
+    try:
+        main(args)
+    except KeyboardInterrupt:
+        # Every process the bench started is stopped by now (the bench unwinds first).
+        print("hailwhale bench: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hailwhale", description=__doc__.splitlines()[0])
     top.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -102,12 +113,28 @@ def parser() -> argparse.ArgumentParser:
     reset.add_argument("--pk", required=True, help='the pk to delete ("" for the default)')
     reset.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
     reset.set_defaults(run=cmd_reset)
+
+    bench = commands.add_parser(
+        "bench", help="measure ingest, drain, query and memory figures against baselines, "
+                      "with private redis-servers, uWSGI and wrk (takes minutes)")
+    bench.add_argument("--quick", action="store_true",
+                       help="small sizes, well under a minute: checks that the bench works")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--scale", type=int, metavar="K",
+                       help="the scaling pass's factor (default 10, 2 with --quick)")
+    bench.add_argument("--events", type=int, metavar="N",
+                       help="events in the drain workload (default 100000, 4000 with --quick)")
+    bench.add_argument("--ini", metavar="PATH",
+                       help="the uwsgi.ini to run Hail and Whale with (default: the checkout's)")
+    bench.set_defaults(run=cmd_bench)
     return top
 
 
 def _exit_on_sigterm(signum, frame):
     # A plain SIGTERM would end the process without running atexit handlers, leaving the
-    # demo's redis-server behind; SystemExit unwinds normally.
+    # demo's redis-server behind; SystemExit unwinds normally. Once: a second SIGTERM must
+    # not interrupt that clean-up.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(0)
 
 

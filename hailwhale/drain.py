@@ -59,13 +59,22 @@ class WhaleClient:
     def send(self, batch_id: str, events: list) -> dict:
         body = json.dumps({"id": batch_id, "events": events}, separators=(",", ":"))
         try:
-            answer = self.session.post(self.url, data=body, timeout=self.timeout,
-                                       headers={"Content-Type": "application/json"})
+            try:
+                answer = self._post(body)
+            except requests.ConnectionError:
+                # A kept-alive connection the server closed meanwhile (uWSGI's http-socket
+                # does): once more on a new one. Safe, as Whale applies a batch id once.
+                self.session.close()
+                answer = self._post(body)
         except requests.RequestException as exc:
             raise DeliveryFailed(f"Whale at {self.url} cannot be reached: {exc}") from None
         if answer.status_code != 200:
             raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
         return answer.json()
+
+    def _post(self, body: str) -> requests.Response:
+        return self.session.post(self.url, data=body, timeout=self.timeout,
+                                 headers={"Content-Type": "application/json"})
 
 
 def _decode(items: list[str]) -> tuple[list[dict], list[int], list[tuple[str, str]]]:
