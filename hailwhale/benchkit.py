@@ -77,19 +77,22 @@ def spawn(command: list[str], **kwargs) -> subprocess.Popen:
                             preexec_fn=_die_with_parent if linux else None, **kwargs)
 
 
-def process_group(pgid: int) -> dict[int, int]:
-    """The live processes of a process group: pid -> parent pid (from /proc)."""
+def process_group(pgid: int) -> dict[int, tuple[int, str]]:
+    """The live processes of a process group: pid -> (parent pid, command line), from
+    /proc."""
     members = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:  # gone meanwhile
             continue
         state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
         if int(pgrp) == pgid and state != "Z":
-            members[int(entry)] = int(ppid)
+            members[int(entry)] = (int(ppid),
+                                   cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
     return members
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hailwhale.benchkit import process_group
 from hailwhale.embedded import free_port
 from hailwhale.store import connect
 
@@ -48,24 +49,6 @@ STOP_TIMEOUT = 10.0  # uWSGI takes about a second; then SIGKILL
 def clean_environ(**variables: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(FOREIGN)}
     return {**env, **variables}
-
-
-def process_group(pgid: int) -> dict[int, tuple[int, str]]:
-    """The live processes of a process group: pid -> (parent pid, command line)."""
-    members = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:  # gone meanwhile
-            continue
-        state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members[int(entry)] = (int(ppid),
-                                   cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
-    return members
 
 
 @dataclass
