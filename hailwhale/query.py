@@ -115,9 +115,9 @@ def _number(params: Mapping, name: str, default: float, low: float, high: float)
 
 
 # -- answers ---------------------------------------------------------------------------
-def _kinds(store: Store, pk: str, formulas: Sequence[Formula]) -> dict[str, str]:
-    """The stored metrics the formulas read, with their kinds (unknown ones are sums)."""
-    registry = store.metric_kinds(pk)
+def _kinds(registry: Mapping[str, str], formulas: Sequence[Formula]) -> dict[str, str]:
+    """The stored metrics the formulas read, with their kinds from the pk's ``registry``
+    (unknown ones are sums)."""
     names = sorted({name for formula in formulas for name in formula.names})
     return {name: registry.get(name, SUM) for name in names}
 
@@ -126,12 +126,13 @@ def _total(formula: Formula, readings: Mapping[str, Reading]):
     return formula.evaluate({name: reading.total for name, reading in readings.items()})
 
 
-def select(store: Store, query: Query) -> list[Path]:
-    """The selected dimension, then the children worth showing, largest first."""
+def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path]:
+    """The selected dimension, then the children worth showing, largest first;
+    ``registry`` is the pk's metric kinds (``Store.metric_kinds``)."""
     if not query.depth:
         return [query.path]
     ranking = query.ranking
-    kinds = _kinds(store, query.pk, [ranking])
+    kinds = _kinds(registry, [ranking])
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
     parents = {query.path: _total(ranking, store.read(
         query.pk, [query.path], kinds, query.period, ordinals)[query.path])}
@@ -183,9 +184,10 @@ def _header(query: Query) -> dict:
 
 def read_selection(store: Store, query: Query):
     """``(paths, bucket starts in ms, readings)`` of everything a query shows."""
-    paths = select(store, query)
+    registry = store.metric_kinds(query.pk)  # read once, for ranking and for showing
+    paths = select(store, query, registry)
     ordinals, starts = _window(query, store)
-    kinds = _kinds(store, query.pk, query.metrics)
+    kinds = _kinds(registry, query.metrics)
     return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals)
 
 
