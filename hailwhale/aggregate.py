@@ -3,14 +3,19 @@
 Before anything reaches Redis, a batch is folded into one increment per counter, one set of
 uids per HyperLogLog, one entry per new child: ten thousand hits on one page in one bucket
 become one HINCRBY.
+
+Folding happens in two steps, because expanding an event is the expensive part (every prefix
+of every branch, times every period): events are first grouped by what they are counted
+into (pk, branches and the bucket of each period), which costs one dictionary update per
+event; only each group is then expanded into its counters.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from functools import lru_cache
 
 from .dimensions import Path, expand, parent_links
 from .event import Event
@@ -20,52 +25,209 @@ from .periods import Period
 SUM = "sum"
 UNIQUE = "unique"
 
-# (pk, dimension path, metric, period, bucket ordinal)
-CellKey = tuple[str, Path, str, Period, int]
+# (pk, dimension path, index of the period in Batch.periods, bucket ordinal). An int stands
+# for the period because cells are hashed millions of times and a Period hashes in Python.
+CellKey = tuple[str, Path, int, int]
+# The buckets an event time falls in: (period index, ordinal) for every period keeping it.
+Buckets = tuple[tuple[int, int], ...]
+
+
+@lru_cache(maxsize=65536)
+def _expansion(branches: tuple[Path, ...]) -> tuple[tuple[Path, ...], tuple[tuple[Path, str], ...]]:
+    """Every path an event with ``branches`` is counted into, and its parent links.
+    Cached: a batch repeats the same dimensions many times."""
+    paths = tuple(expand(branches))
+    return paths, tuple(parent_links(paths))
+
+
+@dataclass
+class _Group:
+    """Events sharing pk, branches and buckets: their summed metrics, uids, latest time."""
+
+    nanos: dict[str, int]
+    uids: dict[str, set[str]]
+    last: float
 
 
 @dataclass
 class Batch:
-    """What a batch of events adds to the store."""
+    """What a batch of events adds to the store: per cell, each summed metric's nanos and
+    each unique metric's uids."""
 
-    counters: dict[CellKey, int] = field(default_factory=lambda: defaultdict(int))  # nanos
-    uniques: dict[CellKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    children: dict[tuple[str, Path], dict[str, float]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )  # (pk, parent) -> child -> last seen
-    metric_kinds: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    periods: tuple[Period, ...] = ()
+    counters: dict[CellKey, dict[str, int]] = field(default_factory=dict)
+    uniques: dict[CellKey, dict[str, set[str]]] = field(default_factory=dict)
+    children: dict[tuple[str, Path], dict[str, float]] = field(default_factory=dict)
+    # (pk, parent) -> child -> last seen
+    metric_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     events: int = 0
 
-    _buckets: dict[float, list[tuple[Period, int]]] = field(default_factory=dict, repr=False)
 
-    def add(self, event: Event, periods: Iterable[Period], tz: tzinfo, now: float) -> None:
-        """Fold one event in: every prefix of every branch, in every period that keeps it."""
-        paths = expand(event.branches)
-        # Most events of a batch share a time; the bucket maths is done once per time.
-        live = self._buckets.get(event.at)
+class Folder:
+    """Folds events into a Batch: ``add`` each event, then ``batch()``."""
+
+    def __init__(self, periods: Iterable[Period], tz: tzinfo, now: float):
+        self.periods = tuple(periods)
+        self.tz = tz
+        self.now = now
+        self.groups: dict[tuple[str, tuple[Path, ...], Buckets], _Group] = {}
+        self.events = 0
+        self._buckets: dict[float, Buckets] = {}
+
+    def buckets(self, at: float) -> Buckets:
+        """The buckets of ``at`` in every period that still keeps it (cached per time:
+        most events of a batch share a few seconds)."""
+        live = self._buckets.get(at)
         if live is None:
-            live = [(p, p.ordinal(event.at, tz)) for p in periods if p.keeps(event.at, now, tz)]
-            self._buckets[event.at] = live
-        nanos = {name: to_nanos(value) for name, value in event.metrics.items()}
-        for path in paths:
-            for period, ordinal in live:
-                for name, amount in nanos.items():
-                    self.counters[(event.pk, path, name, period, ordinal)] += amount
-                for name in event.uniques:
-                    self.uniques[(event.pk, path, name, period, ordinal)].add(event.uid)
-        for parent, child in parent_links(paths):
-            seen = self.children[(event.pk, parent)]
-            seen[child] = max(seen.get(child, 0.0), event.at)
-        kinds = self.metric_kinds[event.pk]
-        kinds.update(dict.fromkeys(event.metrics, SUM))
-        kinds.update(dict.fromkeys(event.uniques, UNIQUE))
+            live = tuple((i, p.ordinal(at, self.tz)) for i, p in enumerate(self.periods)
+                         if p.keeps(at, self.now, self.tz))
+            self._buckets[at] = live
+        return live
+
+    def add(self, event: Event) -> None:
+        """Fold one event into its group."""
+        key = (event.pk, event.branches, self.buckets(event.at))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group({}, {}, event.at)
+        elif event.at > group.last:
+            group.last = event.at
+        nanos = group.nanos
+        for name, value in event.metrics.items():
+            nanos[name] = nanos.get(name, 0) + to_nanos(value)
+        for name in event.uniques:
+            uids = group.uids.get(name)
+            if uids is None:
+                group.uids[name] = {event.uid}
+            else:
+                uids.add(event.uid)
         self.events += 1
+
+    def batch(self) -> Batch:
+        """Every group rolled up into counters, HyperLogLog members and children."""
+        counters: dict[CellKey, dict[str, int]] = {}
+        uniques: dict[CellKey, dict[str, set[str]]] = {}
+        for index in range(len(self.periods)):
+            # Within one period, groups that differ only in another period's bucket fold
+            # together; each is then rolled up from its branch's end to the root.
+            levels: dict[int, _Level] = {}
+            for (pk, branches, live), group in self.groups.items():
+                ordinal = _ordinal_in(live, index)
+                if ordinal is None:
+                    continue
+                if len(branches) == 1:
+                    branch = branches[0]
+                    if len(branch) not in levels:
+                        levels[len(branch)] = _Level()
+                    levels[len(branch)].add((pk, branch, ordinal), group)
+                else:
+                    # Several branches share prefixes (the root, at least), each counted
+                    # once per event: expanded here, never rolled up.
+                    direct = levels.setdefault(-1, _Level())
+                    for path in _expansion(branches)[0]:
+                        direct.add((pk, path, ordinal), group)
+            direct = levels.pop(-1, _Level())
+            for depth in range(max(levels, default=0), 0, -1):
+                above = levels.setdefault(depth - 1, _Level())
+                for (pk, path, ordinal), group in levels[depth].groups.items():
+                    above.add((pk, path[:-1], ordinal), group)
+            for level in (*levels.values(), direct):
+                for (pk, path, ordinal), group in level.groups.items():
+                    cell = (pk, path, index, ordinal)
+                    _add_sums(counters, cell, group.nanos)
+                    if group.uids:
+                        _add_uids(uniques, cell, group.uids)
+        return Batch(self.periods, counters, uniques, self._children(), self._kinds(),
+                     self.events)
+
+    def _children(self) -> dict[tuple[str, Path], dict[str, float]]:
+        """(pk, parent) -> child -> when last seen, for every branch of the batch."""
+        last: dict[tuple[str, tuple[Path, ...]], float] = {}
+        for (pk, branches, _), group in self.groups.items():
+            if last.get((pk, branches), -1.0) < group.last:
+                last[(pk, branches)] = group.last
+        children: dict[tuple[str, Path], dict[str, float]] = {}
+        for (pk, branches), seen in last.items():
+            for parent, child in _expansion(branches)[1]:
+                known = children.setdefault((pk, parent), {})
+                if known.get(child, -1.0) < seen:
+                    known[child] = seen
+        return children
+
+    def _kinds(self) -> dict[str, dict[str, str]]:
+        """pk -> metric -> SUM or UNIQUE."""
+        kinds: dict[str, dict[str, str]] = {}
+        for (pk, _, _), group in self.groups.items():
+            found = kinds.setdefault(pk, {})
+            for name in group.nanos:
+                found[name] = SUM
+            for name in group.uids:
+                found[name] = UNIQUE
+        return kinds
+
+
+def _ordinal_in(live: Buckets, index: int) -> int | None:
+    for period, ordinal in live:
+        if period == index:
+            return ordinal
+    return None
+
+
+class _Level:
+    """Groups keyed by (pk, path, ordinal). A key's first group is kept as it is (most keys
+    get only one) and copied when a second is added, so no group is ever changed that
+    another level or period still reads."""
+
+    def __init__(self):
+        self.groups: dict[tuple[str, Path, int], _Group] = {}
+        self._copied: set[tuple[str, Path, int]] = set()
+
+    def add(self, key: tuple[str, Path, int], group: _Group) -> None:
+        found = self.groups.get(key)
+        if found is None:
+            self.groups[key] = group
+            return
+        if key not in self._copied:
+            self._copied.add(key)
+            found = self.groups[key] = _Group(
+                found.nanos.copy(), {name: set(uids) for name, uids in found.uids.items()},
+                found.last)
+        nanos = found.nanos
+        for name, amount in group.nanos.items():
+            nanos[name] = nanos.get(name, 0) + amount
+        for name, uids in group.uids.items():
+            if name in found.uids:
+                found.uids[name] |= uids
+            else:
+                found.uids[name] = set(uids)
+
+
+def _add_sums(counters: dict, cell: CellKey, nanos: dict[str, int]) -> None:
+    # Never changes a dict in place: ``nanos`` may be shared with a group.
+    found = counters.get(cell)
+    if found is None:
+        counters[cell] = nanos
+    else:
+        merged = found.copy()
+        for name, amount in nanos.items():
+            merged[name] = merged.get(name, 0) + amount
+        counters[cell] = merged
+
+
+def _add_uids(uniques: dict, cell: CellKey, uids: dict[str, set[str]]) -> None:
+    found = uniques.get(cell)
+    if found is None:
+        uniques[cell] = uids
+    else:
+        merged = dict(found)
+        for name, members in uids.items():
+            merged[name] = merged[name] | members if name in merged else members
+        uniques[cell] = merged
 
 
 def aggregate(events: Iterable[Event], periods: Iterable[Period], tz: tzinfo, now: float) -> Batch:
     """One Batch holding all of ``events``."""
-    periods = tuple(periods)
-    batch = Batch()
+    folder = Folder(periods, tz, now)
     for event in events:
-        batch.add(event, periods, tz, now)
-    return batch
+        folder.add(event)
+    return folder.batch()

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .config import Settings
 from .dimensions import Path
@@ -48,7 +49,7 @@ def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
     """Check one event's raw parameters and return the Event to count."""
     if not isinstance(raw, Mapping):
         raise BadRequest("event", raw, "an event is a JSON object of parameters")
-    unknown = sorted(k for k in raw if k not in KNOWN and not str(k).startswith("_"))
+    unknown = sorted(k for k in raw.keys() - KNOWN if not str(k).startswith("_"))
     if unknown:
         raise BadRequest(
             unknown[0], raw[unknown[0]],
@@ -96,7 +97,7 @@ def _maybe_json(value, param: str):
     return value
 
 
-def _name(value, param: str, settings: Settings) -> str:
+def _name(value, param: str, settings: Settings | _Limits) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest(param, value, "a dimension name must be a string or a whole number")
     text = str(value)
@@ -112,6 +113,32 @@ def _name(value, param: str, settings: Settings) -> str:
 def parse_dimensions(value, settings: Settings, param: str = "dimensions") -> tuple[Path, ...]:
     """The branches of a ``dimensions`` value: a plain string is one level, a list is a
     hierarchy, an object nests (several keys make several branches)."""
+    # Batches repeat the same few dimensions many times: the usual spellings (a string, a
+    # list of names) are checked once and remembered. Errors are never cached.
+    if type(value) is list and all(type(v) is str for v in value):
+        value = tuple(value)
+    if type(value) in (str, tuple):
+        return _cached_dimensions(value, param, settings.max_name_length,
+                                  settings.max_branches, settings.max_depth)
+    return _parse_dimensions(value, param, _Limits(settings.max_name_length,
+                                                   settings.max_branches, settings.max_depth))
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_name_length: int
+    max_branches: int
+    max_depth: int
+
+
+@lru_cache(maxsize=65536)
+def _cached_dimensions(value: str | tuple, param: str, max_name_length: int,
+                       max_branches: int, max_depth: int) -> tuple[Path, ...]:
+    limits = _Limits(max_name_length, max_branches, max_depth)
+    return _parse_dimensions(list(value) if type(value) is tuple else value, param, limits)
+
+
+def _parse_dimensions(value, param: str, settings: _Limits) -> tuple[Path, ...]:
     value = _maybe_json(value, param)
     if value is None or value == "" or value == [] or value == {}:
         return ()
@@ -125,7 +152,7 @@ def parse_dimensions(value, settings: Settings, param: str = "dimensions") -> tu
     return tuple(dict.fromkeys(branches))
 
 
-def _collect(value, prefix: Path, out: list[Path], param: str, settings: Settings) -> None:
+def _collect(value, prefix: Path, out: list[Path], param: str, settings: _Limits) -> None:
     # Checked while walking, so a hostile document is never walked further than the limits.
     if len(prefix) > settings.max_depth:
         raise BadRequest(param, value, f"nested deeper than {settings.max_depth} levels")
@@ -157,19 +184,17 @@ def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tu
     sums: dict[str, int | float] = {}
     uniques: list[str] = []
     for name, number in value.items():
-        param = f"metrics.{name}"
-        if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+        if not isinstance(name, str):
             raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
                              "not starting with a digit")
-        if len(name) > _MAX_METRIC_NAME:
-            raise BadRequest("metrics", name, f"a metric name is at most {_MAX_METRIC_NAME} "
-                             "characters")
+        _check_metric_name(name)
         if number == UNIQUE:
             if name == "hits":
-                raise BadRequest(param, number, "hits counts every event; give the unique "
-                                 "metric another name, such as visitors")
+                raise BadRequest(f"metrics.{name}", number, "hits counts every event; give "
+                                 "the unique metric another name, such as visitors")
             uniques.append(name)
             continue
+        param = f"metrics.{name}"
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise BadRequest(param, number, f'a metric is a number or "{UNIQUE}"')
         if isinstance(number, float) and not math.isfinite(number):
@@ -179,6 +204,17 @@ def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tu
         sums[name] = number
     sums.setdefault("hits", 1)
     return sums, tuple(uniques)
+
+
+@lru_cache(maxsize=4096)
+def _check_metric_name(name: str) -> None:
+    """Refuses a bad metric name (cached: a batch names the same few metrics)."""
+    if not _METRIC_NAME.fullmatch(name):
+        raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
+                         "not starting with a digit")
+    if len(name) > _MAX_METRIC_NAME:
+        raise BadRequest("metrics", name, f"a metric name is at most {_MAX_METRIC_NAME} "
+                         "characters")
 
 
 def _pk(value, settings: Settings) -> str:
@@ -210,9 +246,20 @@ def parse_at(value, settings: Settings, now: float) -> float:
     JavaScript's Date.now() gives them), or ISO 8601 (no zone: the configured TIMEZONE)."""
     if value is None or value == "":
         return now
-    ts = parse_time(value, settings.tz, "at")
-    if ts > now + settings.future_skew:
-        raise BadRequest("at", value, f"more than {settings.future_skew}s in the future")
-    if not any(p.keeps(ts, now, settings.tz) for p in settings.periods):
+    if type(value) in (int, float, str):  # a batch repeats the same few times
+        return _cached_at(value, now, settings.tz, settings.future_skew, settings.periods)
+    return _parse_at(value, now, settings.tz, settings.future_skew, settings.periods)
+
+
+@lru_cache(maxsize=4096)
+def _cached_at(value, now: float, tz, future_skew: int, periods) -> float:
+    return _parse_at(value, now, tz, future_skew, periods)
+
+
+def _parse_at(value, now: float, tz, future_skew: int, periods) -> float:
+    ts = parse_time(value, tz, "at")
+    if ts > now + future_skew:
+        raise BadRequest("at", value, f"more than {future_skew}s in the future")
+    if not any(p.keeps(ts, now, tz) for p in periods):
         raise BadRequest("at", value, "older than every period's retention")
     return ts

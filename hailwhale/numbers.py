@@ -15,13 +15,21 @@ NANO = 10**9
 # sums over many events stay exact.
 MAX_VALUE = 10**12
 _NANO_EXPONENT = Decimal(1).scaleb(-9)
+_TENS = [10**n for n in range(10)]
 
 
 def to_nanos(value: int | float) -> int:
     """``value`` in billionths, exactly for ints and for floats' shortest decimal spelling."""
     if isinstance(value, int):
         return value * NANO
-    exact = Decimal(repr(value)).quantize(_NANO_EXPONENT, rounding=ROUND_HALF_EVEN)
+    # Fast path, exact: a spelling such as "-12.25" with at most 9 decimals is read as digits
+    # (no binary multiplication, so no rounding); anything else (exponents, more decimals)
+    # takes the Decimal path.
+    text = repr(value)
+    whole, dot, decimals = text.partition(".")
+    if dot and len(decimals) <= 9 and decimals.isdigit() and whole.lstrip("-").isdigit():
+        return int(whole + decimals) * _TENS[9 - len(decimals)]
+    exact = Decimal(text).quantize(_NANO_EXPONENT, rounding=ROUND_HALF_EVEN)
     return int(exact.scaleb(9))
 
 

@@ -27,6 +27,7 @@ from .periods import Period
 Number = int | float
 _LUA = pathlib.Path(__file__).parent / "lua"
 APPLY_LUA = (_LUA / "apply.lua").read_text()
+US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 
 
@@ -92,54 +93,73 @@ class Store:
         applied, recorded = True, record
         memory = str(self.settings.batch_memory) if batch_id else ""
         with redis_errors():
-            # One group on a single Redis; one per hash slot on a cluster, where scripts
+            # One call on a single Redis; one per hash slot on a cluster, where scripts
             # cannot be pipelined.
-            for slot_keys, operations in self._operations(batch):
-                marker = keys.batch_marker(batch_id, slot_keys[0]) if batch_id else ""
-                done, value = self._apply(keys=[marker or slot_keys[0], *slot_keys],
-                                          args=[memory, record, *operations])
+            for first_key, operations in self._operations(batch):
+                marker = keys.batch_marker(batch_id, first_key) if batch_id else ""
+                done, value = self._apply(keys=[marker or first_key],
+                                          args=[memory, record, operations])
                 if not done:
                     applied, recorded = False, value
         return applied, recorded
 
-    def _operations(self, batch: Batch) -> list[tuple[list[str], list]]:
-        """The batch as apply.lua operations, one group per hash slot on a cluster (one
-        group in all on a single Redis)."""
+    def _operations(self, batch: Batch) -> list[tuple[str, str]]:
+        """The batch as apply.lua's operations: ``(a key, the operation lines)``, one pair
+        per hash slot on a cluster (one in all on a single Redis)."""
         tz = self.settings.tz
-        counters: dict[str, list] = {}
+        periods = batch.periods
+        lines: list[tuple[str, str]] = []  # (key, line)
+        counters: dict[str, list[str]] = {}  # key -> "field US increment" items
         expiries: dict[str, int] = {}
-        for (pk, path, metric, period, ordinal), nanos in batch.counters.items():
-            if not nanos:
-                continue
+        chunk_ends: dict[tuple[int, int], int] = {}  # (period, chunk) -> when it may go
+        for (pk, path, index, ordinal), sums in batch.counters.items():
             chunk, slot = keys.chunk_of(ordinal)
-            key = keys.counter(pk, path, metric, period, chunk)
-            fields = counters.setdefault(key, [])
-            whole, fraction = split(nanos)
             whole_field, fraction_field = keys.counter_fields(slot)
-            if whole:
-                fields += (whole_field, whole)
-            if fraction:
-                fields += (fraction_field, fraction)
-            if key not in expiries:
-                expiries[key] = period.expires_at((chunk + 1) * keys.CHUNK - 1, tz)
-        longest = max(p.retention for p in self.settings.periods)
-        ops: list[tuple[str, str, object, list]] = []
-        ops += [("H", key, expiries[key], fields) for key, fields in counters.items()]
-        expires = {}  # (period, ordinal) -> when its bucket may go: many cells share one
-        for (pk, path, metric, period, ordinal), uids in batch.uniques.items():
-            when = expires.get((period, ordinal))
+            for metric, nanos in sums.items():
+                if not nanos:
+                    continue
+                key = keys.counter(pk, path, metric, periods[index], chunk)
+                items = counters.get(key)
+                if items is None:
+                    items = counters[key] = []
+                    when = chunk_ends.get((index, chunk))
+                    if when is None:
+                        when = chunk_ends[(index, chunk)] = periods[index].expires_at(
+                            (chunk + 1) * keys.CHUNK - 1, tz)
+                    expiries[key] = when
+                whole, fraction = split(nanos)
+                if whole:
+                    items.append(f"{whole_field}\x1f{whole}")
+                if fraction:
+                    items.append(f"{fraction_field}\x1f{fraction}")
+        lines += [(key, f"H\t{key}\t{expiries[key]}\t{US.join(items)}\n")
+                  for key, items in counters.items()]
+        bucket_ends: dict[tuple[int, int], int] = {}  # many cells share a bucket
+        for (pk, path, index, ordinal), uids in batch.uniques.items():
+            when = bucket_ends.get((index, ordinal))
             if when is None:
-                when = expires[(period, ordinal)] = period.expires_at(ordinal, tz)
-            ops.append(("U", keys.unique(pk, path, metric, period, ordinal), when, sorted(uids)))
-        ops += [("Z", keys.children(pk, parent), longest,
-                 [x for child, seen in sorted(children.items()) for x in (seen, child)])
-                for (pk, parent), children in batch.children.items()]
-        ops += [("M", keys.metrics(pk), longest,
-                 [x for item in sorted(kinds.items()) for x in item])
-                for pk, kinds in batch.metric_kinds.items()]
+                when = bucket_ends[(index, ordinal)] = periods[index].expires_at(ordinal, tz)
+            for metric, members in uids.items():
+                key = keys.unique(pk, path, metric, periods[index], ordinal)
+                lines.append((key, f"U\t{key}\t{when}\t{US.join(members)}\n"))
+        longest = max(p.retention for p in self.settings.periods)
+        for (pk, parent), children in batch.children.items():
+            key = keys.children(pk, parent)
+            items = US.join(f"{seen!r}\x1f{child}" for child, seen in children.items())
+            lines.append((key, f"Z\t{key}\t{longest}\t{items}\n"))
+        for pk, kinds in batch.metric_kinds.items():
+            key = keys.metrics(pk)
+            items = US.join(f"{name}\x1f{kind}" for name, kind in kinds.items())
+            lines.append((key, f"M\t{key}\t{longest}\t{items}\n"))
         if batch.metric_kinds:
-            ops.append(("S", keys.PKS, None, sorted(batch.metric_kinds)))
-        return _encode(ops, self._slot)
+            lines.append((keys.PKS, f"S\t{keys.PKS}\t-\t{US.join(batch.metric_kinds)}\n"))
+        if not self._cluster:
+            return [(lines[0][0], "".join(line for _, line in lines))] if lines else []
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for key, line in lines:
+            groups.setdefault(self._slot(key), []).append((key, line))
+        return [(group[0][0], "".join(line for _, line in group))
+                for _, group in sorted(groups.items())]
 
     def _slot(self, key: str) -> int:
         """The key's hash slot on a cluster; 0 for every key on a single Redis."""
@@ -251,26 +271,6 @@ class Store:
         """Whether Redis answers."""
         with redis_errors():
             return bool(self.redis.ping())
-
-
-def _encode(ops, slot_of) -> list[tuple[list[str], list]]:
-    """apply.lua's KEYS and ARGV operations for ``(code, key, when, values)`` tuples,
-    grouped by hash slot, in the layout the script reads (see its header)."""
-    groups: dict[int, tuple[list[str], list]] = {}
-    for code, key, when, values in ops:
-        slot_keys, args = groups.setdefault(slot_of(key), ([], []))
-        slot_keys.append(key)
-        index = len(slot_keys) + 1  # KEYS[1] is the batch marker
-        if code == "H":  # names are digits and "f", numbers have no spaces: one string
-            args += [code, index, " ".join(map(str, (when, *values)))]
-            continue
-        if code == "U":  # uids never hold control characters (event parsing refuses them)
-            args += [code, index, "\x1f".join((str(when), *values))]
-            continue
-        count = len(values) // 2 if code in "ZM" else len(values)
-        args += [code, index, count, *values] if code == "S" else \
-            [code, index, when, count, *values]
-    return [groups[slot] for slot in sorted(groups)]
 
 
 @contextmanager

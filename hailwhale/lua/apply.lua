@@ -1,22 +1,25 @@
 -- Applies one pre-aggregated batch (or the part of it in one cluster hash slot) atomically,
 -- at most once per batch id.
 --
--- KEYS[1]   the batch marker ("" in ARGV[1] means: no batch id, always apply)
--- KEYS[2..] every key the operations touch, all in one hash slot on Redis Cluster
+-- KEYS[1]   the batch marker, or (no batch id) any key of the operations: on Redis Cluster
+--           it routes the call to the slot that every key of the operations shares
 -- ARGV[1]   seconds to remember the batch id, or "" for none
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
--- ARGV[3..] operations, each: code, key index, then code-specific arguments
---   H k "expireat field increment field increment ..."
---                                         HINCRBY each field, EXPIREAT: one string, as
---                                         counters are most of a batch and every argument
---                                         costs the client time to send
---   U k "expireat<US>uid<US>uid..."      PFADD, EXPIREAT (US is the unit separator \31,
---                                         which names never hold: event parsing refuses
---                                         control characters)
---   Z k ttl n (score member)*n            ZADD GT, EXPIRE
---   M k ttl n (field value)*n             HSET, EXPIRE
---   S k n member*n                        SADD
+-- ARGV[3]   the operations, one per line: "code TAB key TAB number TAB items", the items
+--           separated by US (\31)
+--   H key expireat field US increment US field US increment ...
+--                                  HINCRBY each field; EXPIREAT when a field was new
+--   U key expireat uid US uid ...   PFADD; EXPIREAT when the HyperLogLog changed
+--   Z key ttl score US member ...   ZADD GT, EXPIRE
+--   M key ttl field US value ...    HSET, EXPIRE
+--   S key - member US member ...    SADD
 -- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before.
+--
+-- Why one string: every argument costs the client time to pack and Redis time to parse, and
+-- a batch touches thousands of keys. The separators never occur inside the parts: keys are
+-- percent-encoded, and names and uids cannot hold control characters (event parsing refuses
+-- them). The keys are built by hailwhale/keys.py; on a cluster every key of one call is in
+-- KEYS[1]'s hash slot (hailwhale/store.py groups them so).
 -- Numbers stay strings from ARGV to redis.call: Lua numbers are doubles and would round
 -- increments past 2^53.
 
@@ -27,48 +30,54 @@ if ARGV[1] ~= "" then
   end
 end
 
-local i = 3
-local n_args = #ARGV
-while i <= n_args do
-  local code = ARGV[i]
-  local key = KEYS[tonumber(ARGV[i + 1])]
+local function pfadd(key, uids)
+  -- In slices: unpack() of a very long list would overflow Lua's C stack.
+  local changed = 0
+  for j = 1, #uids, 1000 do
+    changed = changed + redis.call("PFADD", key, unpack(uids, j, math.min(j + 999, #uids)))
+  end
+  return changed
+end
+
+for code, key, number, items in string.gmatch(ARGV[3], "(%u)\t([^\t]+)\t([^\t]*)\t([^\n]*)\n") do
   if code == "H" then
-    local when, pairs_ = string.match(ARGV[i + 2], "^(%S+) (.*)$")
-    for field, increment in string.gmatch(pairs_, "(%S+) (%S+)") do
-      redis.call("HINCRBY", key, field, increment)
-    end
-    redis.call("EXPIREAT", key, when)
-    i = i + 3
-  elseif code == "U" then
-    local uids, when = {}, nil
-    for part in string.gmatch(ARGV[i + 2], "[^\31]+") do
-      if when then uids[#uids + 1] = part else when = part end
-    end
-    -- PFADD in slices: unpack() of a very long list would overflow Lua's C stack.
-    for j = 1, #uids, 1000 do
-      redis.call("PFADD", key, unpack(uids, j, math.min(j + 999, #uids)))
-    end
-    redis.call("EXPIREAT", key, when)
-    i = i + 3
-  elseif code == "S" then
-    local n = tonumber(ARGV[i + 2])
-    for j = i + 3, i + 2 + n do
-      redis.call("SADD", key, ARGV[j])
-    end
-    i = i + 3 + n
-  elseif code == "Z" or code == "M" then
-    local ttl = ARGV[i + 2]
-    local n = tonumber(ARGV[i + 3])
-    local first = i + 4
-    for j = first, first + 2 * n - 1, 2 do
-      if code == "Z" then
-        redis.call("ZADD", key, "GT", ARGV[j], ARGV[j + 1])
-      else
-        redis.call("HSET", key, ARGV[j], ARGV[j + 1])
+    -- A key's expiry is fixed by its chunk: it only needs setting when the key is new, and
+    -- a new key has only new fields, whose value after HINCRBY is the increment itself.
+    local fresh = false
+    for field, increment in string.gmatch(items, "([^\31]+)\31([^\31]+)") do
+      if redis.call("HINCRBY", key, field, increment) == tonumber(increment) then
+        fresh = true
       end
     end
-    redis.call("EXPIRE", key, ttl)
-    i = first + 2 * n
+    if fresh then
+      redis.call("EXPIREAT", key, number)
+    end
+  elseif code == "U" then
+    local uids = {}
+    for uid in string.gmatch(items, "[^\31]+") do
+      uids[#uids + 1] = uid
+    end
+    -- A new HyperLogLog always changes; an unchanged one already has its expiry.
+    if pfadd(key, uids) > 0 then
+      redis.call("EXPIREAT", key, number)
+    end
+  elseif code == "S" then
+    -- pks may be "" (the default pk): split keeping empty members.
+    local start = 1
+    while start do
+      local stop = string.find(items, "\31", start, true)
+      redis.call("SADD", key, string.sub(items, start, stop and stop - 1 or -1))
+      start = stop and stop + 1
+    end
+  elseif code == "Z" or code == "M" then
+    for first, second in string.gmatch(items, "([^\31]+)\31([^\31]+)") do
+      if code == "Z" then
+        redis.call("ZADD", key, "GT", first, second)
+      else
+        redis.call("HSET", key, first, second)
+      end
+    end
+    redis.call("EXPIRE", key, number)
   else
     return redis.error_reply("apply.lua: unknown operation " .. tostring(code))
   end
