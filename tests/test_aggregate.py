@@ -4,7 +4,8 @@ expanding every event on its own counts."""
 from collections import defaultdict
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from hailwhale.aggregate import aggregate
