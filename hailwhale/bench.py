@@ -27,6 +27,7 @@ import redis
 
 from .benchkit import BenchError, machine, tool, zipf
 from .dimensions import expand
+from .drain import DEFAULT_BATCH, DEFAULT_PARALLEL
 from .event import Event
 from .periods import Period
 
@@ -276,7 +277,8 @@ def table(result: dict) -> str:
                      f"{_num(scaling['figures'][name]):>11}  {cost}".rstrip())
     scaled_failures = scaling["details"]["drain"]["hailwail_failures"]
     notes = [
-        f"drain: {drain['events']:,} events in batches of 1,000 by one hailwail, timed from "
+        f"drain: {drain['events']:,} events by one hailwail (batches of {DEFAULT_BATCH:,}, "
+        f"{DEFAULT_PARALLEL} in flight: its defaults), timed from "
         f"its start to its exit (runs that ended with Whale unreachable and were run again: "
         f"{drain['hailwail_failures']}, {scaled_failures} at x{k}); Whale's Redis ran apply "
         f"scripts for "

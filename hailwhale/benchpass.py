@@ -241,7 +241,8 @@ class Pass:
         failures: list[str] = []
         started = time.perf_counter()
         while True:
-            done = subprocess.run([tool("hailwail"), "--batch", "1000", "-q"], env=self.env,
+            # hailwail as installed: its default batch size and parallelism.
+            done = subprocess.run([tool("hailwail"), "-q"], env=self.env,
                                   capture_output=True, text=True, timeout=3600)
             if done.returncode == 0:
                 return time.perf_counter() - started, failures

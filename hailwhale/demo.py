@@ -93,7 +93,7 @@ class Wailer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.pause):
             try:
-                drain(self.buffer, self.whale.send, lease=5)
+                drain(self.buffer, self.whale.send_items, lease=5)
             except HailWhaleError as exc:
                 log.warning("hailwail: %s", exc)
 

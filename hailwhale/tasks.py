@@ -259,7 +259,7 @@ def drain_buffer() -> dict:
     report = Report()
     summary: dict = {}
     try:
-        drain(buffer, whale.send, report=report)
+        drain(buffer, whale.send_items, report=report)
     except HailWhaleError as exc:
         log.warning("hailwail: %s; the next pass retries", exc)
         summary["error"] = str(exc)

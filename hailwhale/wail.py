@@ -9,7 +9,7 @@ import time
 
 from .buffer import Buffer
 from .config import load_settings
-from .drain import DEFAULT_BATCH, DEFAULT_LEASE, WhaleClient, drain
+from .drain import DEFAULT_BATCH, DEFAULT_LEASE, DEFAULT_PARALLEL, WhaleClient, drain_parallel
 from .errors import HailWhaleError
 
 
@@ -20,6 +20,8 @@ def parser() -> argparse.ArgumentParser:
                      help="keep draining, pausing SECONDS between passes")
     top.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                      help="events per batch (%(default)s)")
+    top.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
+                     help="batches in flight at once (%(default)s)")
     top.add_argument("--lease", type=float, default=DEFAULT_LEASE,
                      help="seconds before a batch whose sender vanished is sent again "
                           "(%(default)s)")
@@ -39,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         buffer = Buffer.from_url(args.hail_redis or settings.hail_redis_url)
-        whale = WhaleClient(args.whale or settings.whale_url)
+        if args.batch < 1 or args.parallel < 1:
+            raise HailWhaleError("--batch and --parallel must be at least 1")
+        whales = [WhaleClient(args.whale or settings.whale_url) for _ in range(args.parallel)]
         while True:
             try:
-                report = drain(buffer, whale.send, args.batch, args.lease)
+                report = drain_parallel(buffer, [w.send_items for w in whales], args.batch,
+                                        args.lease)
             except HailWhaleError as exc:  # Whale or the buffer's Redis is down
                 if args.loop is None:
                     raise

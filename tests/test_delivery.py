@@ -249,15 +249,18 @@ def test_rejected_events_are_dead_lettered_by_real_processes(env, whale, buffer)
     push(buffer, 0, 95, now)
     buffer.push([{"dimensions": "bad", "metrics": {"x": "y"}, "at": now}])
     buffer.redis.rpush(keys.BUFFER, "{garbage")
+    # Two broken items that hailwail's splice would join into one event: Whale sees the
+    # count differ, and the batch is sent again item by item.
+    buffer.redis.rpush(keys.BUFFER, '{"dimensions":["k","c0"],"_x":[1', '2]}')
     push(buffer, 95, 5, now)
     done = wail(env, "--batch", "40")
     assert done.returncode == 0, done.stderr
-    assert "moved 100 events" in done.stdout and "dead-lettered 2" in done.stdout
+    assert "moved 100 events" in done.stdout and "dead-lettered 4" in done.stdout
     assert counted(whale.url, "k")[("k",)] == 100
     reasons = [d["reason"] for d in buffer.dead_letters()]
-    assert len(reasons) == 2
+    assert len(reasons) == 4
     assert any(r.startswith("metrics.x") for r in reasons)
-    assert any(r.startswith("not JSON") for r in reasons)
+    assert sum(r.startswith("not JSON") for r in reasons) == 3
 
 
 def test_hailwail_reports_and_fails_clearly_when_whale_is_down(env, buffer):

@@ -36,8 +36,10 @@ def whale_store(redis_server, settings):
 
 
 def sender(store, clock):
-    """Whale's side of a delivery, in-process: what ``POST /batch`` does."""
+    """Whale's side of a delivery, in-process: what ``POST /batch`` does, for buffered
+    items decoded as WhaleClient's fallback decodes them."""
     from hailwhale.batches import count_batch
+    from hailwhale.drain import decoding
 
     sent = []
 
@@ -45,8 +47,9 @@ def sender(store, clock):
         sent.append(batch_id)
         return count_batch(store, batch_id, events, clock.now)
 
-    send.sent = sent
-    return send
+    send_items = decoding(send)
+    send_items.sent = sent
+    return send_items
 
 
 def total(store, clock, path=(), metric="hits"):

@@ -61,11 +61,18 @@ def create_app(store: Store, settings: Settings | None = None,
     @app.post("/batch")
     @handled
     def batch():
-        """hailwail's delivery: ``{"id": ..., "events": [...]}``, counted at most once."""
+        """hailwail's delivery: ``{"id": ..., "events": [...]}`` (with ``count``, the number
+        of events it meant to send), counted at most once."""
         document = posted_json()
         if not isinstance(document, dict) or not isinstance(document.get("events"), list):
             raise BadRequest("body", document, 'a batch is {"id": ..., "events": [...]}')
         batch_id = check_batch_id(document.get("id"))
+        count = document.get("count")
+        if count is not None and count != len(document["events"]):
+            # hailwail splices buffered items into the body: a broken item can merge or
+            # split events. Refused whole, it sends the batch again item by item.
+            raise BadRequest("count", count, f"the batch holds {len(document['events'])} "
+                             "events")
         return json_answer({"ok": True, **count_batch(store, batch_id, document["events"],
                                                       clock())})
 
