@@ -232,7 +232,8 @@ class Store:
                 else:
                     nanos = self._buckets([next(counter_replies) for _ in chunks], chunks,
                                           ordinals)
-                    result[path][metric] = Reading([from_nanos(v) for v in nanos],
+                    # Most buckets of a child are empty: 0 needs no conversion.
+                    result[path][metric] = Reading([from_nanos(v) if v else 0 for v in nanos],
                                                    from_nanos(sum(nanos)))
         return result
 
