@@ -98,7 +98,8 @@ class Store:
             for first_key, operations in self._operations(batch):
                 marker = keys.batch_marker(batch_id, first_key) if batch_id else ""
                 done, value = self._apply(keys=[marker or first_key],
-                                          args=[memory, record, operations])
+                                          args=[memory, record, operations,
+                                                operations.count("\n")])
                 if not done:
                     applied, recorded = False, value
         return applied, recorded
@@ -129,9 +130,9 @@ class Store:
                     expiries[key] = when
                 whole, fraction = split(nanos)
                 if whole:
-                    items.append(f"{whole_field}\x1f{whole}")
+                    items.append(f"{whole_field}{US}{whole}")
                 if fraction:
-                    items.append(f"{fraction_field}\x1f{fraction}")
+                    items.append(f"{fraction_field}{US}{fraction}")
         lines += [(key, f"H\t{key}\t{expiries[key]}\t{US.join(items)}\n")
                   for key, items in counters.items()]
         bucket_ends: dict[tuple[int, int], int] = {}  # many cells share a bucket
@@ -145,11 +146,11 @@ class Store:
         longest = max(p.retention for p in self.settings.periods)
         for (pk, parent), children in batch.children.items():
             key = keys.children(pk, parent)
-            items = US.join(f"{seen!r}\x1f{child}" for child, seen in children.items())
+            items = US.join(f"{seen!r}{US}{child}" for child, seen in children.items())
             lines.append((key, f"Z\t{key}\t{longest}\t{items}\n"))
         for pk, kinds in batch.metric_kinds.items():
             key = keys.metrics(pk)
-            items = US.join(f"{name}\x1f{kind}" for name, kind in kinds.items())
+            items = US.join(f"{name}{US}{kind}" for name, kind in kinds.items())
             lines.append((key, f"M\t{key}\t{longest}\t{items}\n"))
         if batch.metric_kinds:
             lines.append((keys.PKS, f"S\t{keys.PKS}\t-\t{US.join(batch.metric_kinds)}\n"))

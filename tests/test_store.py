@@ -186,3 +186,44 @@ def test_uids_and_names_with_spaces_and_symbols_count_apart(store, settings, clo
         {"dimensions": "p q", "metrics": {"v": "is_unique"}, "uid": uid} for uid in uids * 2
     ]), clock.now)
     assert read_total(store, clock.now, ("p q",), metric="v", kind="unique").total == len(uids)
+
+
+def test_a_batch_apply_lua_cannot_read_whole_is_refused_before_any_of_it_applies(
+        real_client, settings, clock):
+    import redis
+
+    from hailwhale.aggregate import aggregate
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    real_client.flushdb()
+    batch = aggregate(events(settings, clock.now, {"dimensions": "page"}), settings.periods,
+                      settings.tz, clock.now)
+    ((first_key, operations),) = store._operations(batch)
+    # One line broken (a tab where the script expects its fields): the script must refuse
+    # all of it rather than skip that line.
+    broken = operations.replace("\t", "", 1)
+    with pytest.raises(redis.ResponseError, match="operations readable"):
+        store._apply(keys=[first_key], args=["", "", broken, operations.count("\n")])
+    assert real_client.dbsize() == 0
+    store._apply(keys=[first_key], args=["", "", operations, operations.count("\n")])
+    assert read_total(store, clock.now, ("page",)).total == 1
+
+
+def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settings, clock):
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    real_client.flushdb()
+    store.count(events(settings, clock.now, {"dimensions": "page",
+                                             "metrics": {"v": "is_unique"}, "uid": "a"}),
+                clock.now)
+    ttls = {key: real_client.ttl(key) for key in real_client.keys("hw:*") if key != keys.PKS}
+    assert ttls and all(ttl > 0 for ttl in ttls.values()), ttls
+    # A later batch into the same keys (the script skips EXPIREAT for keys it did not
+    # create): every key still expires.
+    store.count(events(settings, clock.now, {"dimensions": "page",
+                                             "metrics": {"v": "is_unique"}, "uid": "b"}),
+                clock.now)
+    assert all(real_client.ttl(key) > 0 for key in real_client.keys("hw:*") if key != keys.PKS)
+    assert read_total(store, clock.now, ("page",)).total == 2

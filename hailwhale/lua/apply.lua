@@ -7,6 +7,7 @@
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
 -- ARGV[3]   the operations, one per line: "code TAB key TAB number TAB items", the items
 --           separated by US (\31)
+-- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
 --   H key expireat field US increment US field US increment ...
 --                                  HINCRBY each field; EXPIREAT when a field was new
 --   U key expireat uid US uid ...   PFADD; EXPIREAT when the HyperLogLog changed
@@ -39,7 +40,18 @@ local function pfadd(key, uids)
   return changed
 end
 
-for code, key, number, items in string.gmatch(ARGV[3], "(%u)\t([^\t]+)\t([^\t]*)\t([^\n]*)\n") do
+local LINE = "(%u)\t([^\t\n]+)\t([^\t\n]*)\t([^\n]*)\n"
+-- A line the pattern skipped would be a batch counted in part: refuse the batch instead,
+-- before any of it is applied (a Lua error does not undo the commands already run).
+local lines = 0
+for _ in string.gmatch(ARGV[3], LINE) do
+  lines = lines + 1
+end
+if tostring(lines) ~= ARGV[4] then
+  return redis.error_reply("apply.lua: " .. lines .. " operations readable, " .. ARGV[4] .. " sent")
+end
+
+for code, key, number, items in string.gmatch(ARGV[3], LINE) do
   if code == "H" then
     -- A key's expiry is fixed by its chunk: it only needs setting when the key is new, and
     -- a new key has only new fields, whose value after HINCRBY is the increment itself.
