@@ -134,9 +134,9 @@ class Pass:
                 "--module", "hailwhale_bench_bare:application", "--pythonpath", str(self.work),
                 "--procname-prefix-spaced", "hailwhale-bench-bare"))
         self.whale.wait_ready("/health", 4)
-        self.hail.wait_ready("/health", 2)
+        self.hail.wait_ready("/health", 4)
         if self.bare:
-            self.bare.wait_ready("/count", 2)
+            self.bare.wait_ready("/count", 4)
         self.env["WHALE_URL"] = self.whale.url
 
     # -- ingest ----------------------------------------------------------------------------

@@ -207,7 +207,7 @@ def deployment(redis_urls, tmp_path_factory):
         whale.wait_ready(f"{whale.url}/health")
         hail.wait_ready(f"{hail.url}/health")
         whale.wait_loaded(4)
-        hail.wait_loaded(2)
+        hail.wait_loaded(4)
         yield Deployment(whale.url, hail.url, *redis_urls, whale, hail)
     finally:
         left = [line for server in (whale, hail) if server for line in server.stop()]
@@ -341,7 +341,7 @@ def test_a_query_string_too_long_for_uwsgi_is_refused_not_counted_empty(deployme
 def test_each_worker_loads_its_own_app(deployment):
     """lazy-apps: the app (and its Redis clients) is built in every worker after the fork,
     never in the master, so no connection is shared between processes."""
-    for server, processes in ((deployment.whale, 4), (deployment.hail, 2)):
+    for server, processes in ((deployment.whale, 4), (deployment.hail, 4)):
         workers = server.workers()
         assert len(workers) == processes, workers
         assert all("hailwhale-" in cmd and "uWSGI worker" in cmd for cmd in workers.values())
