@@ -64,7 +64,10 @@ def counter(pk: str, path: Path, metric: str, period: Period, chunk: int) -> str
 
 def counter_fields(slot: int) -> tuple[str, str]:
     """The fields of one bucket: whole units and billionths (see hailwhale.numbers)."""
-    return str(slot), f"{slot}f"
+    return _FIELDS[slot] if 0 <= slot < CHUNK else (str(slot), f"{slot}f")
+
+
+_FIELDS = [(str(slot), f"{slot}f") for slot in range(CHUNK)]  # every batch spells them
 
 
 def unique(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> str:

@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
+from functools import cached_property
 
 from .errors import BadRequest, ConfigurationError
 
@@ -75,10 +76,11 @@ class Period:
         """The canonical spelling, ``15s:3h``."""
         return f"{format_duration(self.interval)}:{format_duration(self.retention)}"
 
-    @property
+    @cached_property
     def code(self) -> str:
         """The period's part of a Redis key; interval and retention both, so that two
-        periods of the same interval never share counters."""
+        periods of the same interval never share counters. (Cached: every key of a batch
+        spells it.)"""
         return f"{self.interval}r{self.retention}"
 
     @property

@@ -116,16 +116,17 @@ class Store:
         for (pk, path, index, ordinal), sums in batch.counters.items():
             chunk, slot = keys.chunk_of(ordinal)
             whole_field, fraction_field = keys.counter_fields(slot)
+            period = periods[index]
             for metric, nanos in sums.items():
                 if not nanos:
                     continue
-                key = keys.counter(pk, path, metric, periods[index], chunk)
+                key = keys.counter(pk, path, metric, period, chunk)
                 items = counters.get(key)
                 if items is None:
                     items = counters[key] = []
                     when = chunk_ends.get((index, chunk))
                     if when is None:
-                        when = chunk_ends[(index, chunk)] = periods[index].expires_at(
+                        when = chunk_ends[(index, chunk)] = period.expires_at(
                             (chunk + 1) * keys.CHUNK - 1, tz)
                     expiries[key] = when
                 whole, fraction = split(nanos)
