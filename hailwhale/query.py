@@ -135,14 +135,15 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
     kinds = _kinds(registry, [ranking])
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
     parents = {query.path: _total(ranking, store.read(
-        query.pk, [query.path], kinds, query.period, ordinals)[query.path])}
+        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path])}
     chosen: list[tuple[Path, float]] = []
     for _level in range(query.depth):
         candidates = [parent + (child,) for parent in parents
                       for child in store.children(query.pk, parent, since=query.since)]
         if not candidates:
             break
-        readings = store.read(query.pk, candidates, kinds, query.period, ordinals)
+        readings = store.read(query.pk, candidates, kinds, query.period, ordinals,
+                              buckets=False)
         kept = {}
         for path in candidates:
             total = _total(ranking, readings[path])

@@ -196,10 +196,13 @@ class Store:
         metrics: dict[str, str],
         period: Period,
         ordinals: range,
+        buckets: bool = True,
     ) -> dict[Path, dict[str, Reading]]:
         """Every bucket of ``ordinals`` for each path and metric, in one round trip.
 
-        ``metrics`` maps a metric name to its kind (``sum`` or ``unique``)."""
+        ``metrics`` maps a metric name to its kind (``sum`` or ``unique``). With
+        ``buckets=False`` the readings of summed metrics hold only their totals (``values``
+        empty): all that ranking many children needs, without a list per child."""
         chunks = range(keys.chunk_of(ordinals.start)[0], keys.chunk_of(ordinals.stop - 1)[0] + 1) \
             if ordinals else range(0)
         # Counter hashes are fetched in one pipeline; each unique metric's HyperLogLogs in
@@ -232,25 +235,32 @@ class Store:
                     counts = uniques.get((path, metric), [0])
                     result[path][metric] = Reading(list(counts[:-1]), counts[-1])
                 else:
-                    nanos = self._buckets([next(counter_replies) for _ in chunks], chunks,
-                                          ordinals)
+                    cells = self._cells([next(counter_replies) for _ in chunks], chunks,
+                                        ordinals)
+                    if not buckets:
+                        total = sum(nanos for _, nanos in cells)
+                        result[path][metric] = Reading([], from_nanos(total))
+                        continue
+                    values = [0] * len(ordinals)
+                    for index, nanos in cells:
+                        values[index] += nanos
                     # Most buckets of a child are empty: 0 needs no conversion.
-                    result[path][metric] = Reading([from_nanos(v) if v else 0 for v in nanos],
-                                                   from_nanos(sum(nanos)))
+                    result[path][metric] = Reading([from_nanos(v) if v else 0 for v in values],
+                                                   from_nanos(sum(values)))
         return result
 
     @staticmethod
-    def _buckets(hashes: list[dict], chunks: range, ordinals: range) -> list[int]:
-        """Nanos per ordinal from the chunk hashes that cover them."""
-        nanos = [0] * len(ordinals)
+    def _cells(hashes: list[dict], chunks: range, ordinals: range) -> list[tuple[int, int]]:
+        """``(index in ordinals, nanos)`` of every stored field within ``ordinals``, from the
+        chunk hashes that cover them (a bucket may have two: whole units and billionths)."""
+        cells = []
         for chunk, fields in zip(chunks, hashes, strict=True):
             for name, value in fields.items():
                 fraction = name.endswith("f")
-                ordinal = chunk * keys.CHUNK + int(name[:-1] if fraction else name)
-                index = ordinal - ordinals.start
-                if 0 <= index < len(nanos):
-                    nanos[index] += int(value) if fraction else int(value) * NANO
-        return nanos
+                index = chunk * keys.CHUNK + int(name[:-1] if fraction else name) - ordinals.start
+                if 0 <= index < len(ordinals):
+                    cells.append((index, int(value) if fraction else int(value) * NANO))
+        return cells
 
     def children(self, pk: str, path: Path, since: float | None = None) -> list[str]:
         """The children seen under ``path`` (since ``since``, when given), sorted by name."""

@@ -227,3 +227,21 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
                 clock.now)
     assert all(real_client.ttl(key) > 0 for key in real_client.keys("hw:*") if key != keys.PKS)
     assert read_total(store, clock.now, ("page",)).total == 2
+
+
+def test_a_totals_only_read_matches_the_full_read(store, settings, clock):
+    store.count(events(settings, clock.now,
+                       {"dimensions": ["a", "b"], "metrics": {"m": 0.25}, "at": clock.now - 30},
+                       {"dimensions": ["a", "c"], "metrics": {"m": -2}, "at": clock.now}),
+                clock.now)
+    period = settings.periods[0]
+    ordinals = period.ordinals(clock.now - 20, clock.now, settings.tz)  # leaves one event out
+    paths = [(), ("a",), ("a", "b"), ("a", "c")]
+    metrics = {"hits": "sum", "m": "sum"}
+    full = store.read("", paths, metrics, period, ordinals)
+    totals = store.read("", paths, metrics, period, ordinals, buckets=False)
+    for path in paths:
+        for metric in metrics:
+            assert totals[path][metric].values == []
+            assert totals[path][metric].total == full[path][metric].total, (path, metric)
+    assert full[("a",)]["m"].total == -2 and full[("a", "b")]["hits"].total == 0
