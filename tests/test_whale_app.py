@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hailwhale.store import Store, connect
 
@@ -274,3 +277,24 @@ def test_unreachable_redis_is_503_with_retry_after(settings):
     assert answer.headers["Retry-After"] == "1"
     assert "unavailable" in answer.json["error"]
     assert app.get("/health", status=503).json["error"]
+
+
+def test_a_query_string_that_is_not_utf8_is_400_and_stores_nothing(app, store):
+    answer = app.get("/count?dimensions=caf%E9", status=400)
+    assert answer.json["param"] == "query"
+    assert "UTF-8" in answer.json["error"]
+    assert store.redis.dbsize() == 0
+    assert app.get("/count?dimensions=caf%C3%A9").json["ok"]
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=5), st.booleans())
+def test_query_strings_parse_as_bottle_parses_them(pairs, plus):
+    import bottle
+
+    from whale.web import parse_query_string
+
+    # As a WSGI server hands it over: percent-encoded UTF-8, as latin-1 text; "+" or "%20".
+    query = "&".join(f"{quote_plus(k) if plus else quote(k)}={quote_plus(v) if plus else quote(v)}"
+                     for k, v in pairs)
+    expected = dict(bottle.BaseRequest({"QUERY_STRING": query}).query.decode())
+    assert parse_query_string(query) == expected

@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import bottle
 
@@ -32,7 +33,29 @@ def query_params() -> dict:
         # an event with no dimensions and no metrics.
         raise BadRequest("query", uri, "too long for the server's request buffer; "
                                        "POST the event instead")
-    return dict(bottle.request.query.decode())
+    return parse_query_string(environ.get("QUERY_STRING", ""))
+
+
+def parse_query_string(query: str) -> dict:
+    """A WSGI query string as a dict of str, the last value of a repeated name winning:
+    what Bottle's ``request.query.decode()`` gives, in half its time (this is most of what a
+    ``GET /count`` costs Hail before the event is checked). Percent-escapes are UTF-8; any
+    that are not are a BadRequest."""
+    params = {}
+    for pair in query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[_unquote(name)] = _unquote(value)
+    return params
+
+
+def _unquote(text: str) -> str:
+    # WSGI hands the query string over as latin-1 text: back to bytes, then UTF-8.
+    raw = unquote(text.replace("+", " "), "latin-1").encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("query", text, "percent-escapes must be UTF-8") from None
 
 
 def json_answer(payload: object, status: int = 200) -> str:
