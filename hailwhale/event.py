@@ -114,10 +114,12 @@ def parse_dimensions(value, settings: Settings, param: str = "dimensions") -> tu
     """The branches of a ``dimensions`` value: a plain string is one level, a list is a
     hierarchy, an object nests (several keys make several branches)."""
     # Batches repeat the same few dimensions many times: the usual spellings (a string, a
-    # list of names) are checked once and remembered. Errors are never cached.
+    # list of names) are checked once and remembered. Errors are never cached, and neither
+    # are long spellings, so that the cache stays small whatever clients send.
     if type(value) is list and all(type(v) is str for v in value):
         value = tuple(value)
-    if type(value) in (str, tuple):
+    if (type(value) is str and len(value) <= _CACHED_LENGTH) or \
+            (type(value) is tuple and sum(map(len, value)) <= _CACHED_LENGTH):
         return _cached_dimensions(value, param, settings.max_name_length,
                                   settings.max_branches, settings.max_depth)
     return _parse_dimensions(value, param, _Limits(settings.max_name_length,
@@ -131,7 +133,10 @@ class _Limits:
     max_depth: int
 
 
-@lru_cache(maxsize=65536)
+_CACHED_LENGTH = 512
+
+
+@lru_cache(maxsize=16384)
 def _cached_dimensions(value: str | tuple, param: str, max_name_length: int,
                        max_branches: int, max_depth: int) -> tuple[Path, ...]:
     limits = _Limits(max_name_length, max_branches, max_depth)
