@@ -231,11 +231,11 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
 
 def test_a_totals_only_read_matches_the_full_read(store, settings, clock):
     store.count(events(settings, clock.now,
-                       {"dimensions": ["a", "b"], "metrics": {"m": 0.25}, "at": clock.now - 30},
+                       {"dimensions": ["a", "b"], "metrics": {"m": 0.25}, "at": clock.now - 600},
                        {"dimensions": ["a", "c"], "metrics": {"m": -2}, "at": clock.now}),
                 clock.now)
     period = settings.periods[0]
-    ordinals = period.ordinals(clock.now - 20, clock.now, settings.tz)  # leaves one event out
+    ordinals = period.ordinals(clock.now - 60, clock.now, settings.tz)  # leaves one event out
     paths = [(), ("a",), ("a", "b"), ("a", "c")]
     metrics = {"hits": "sum", "m": "sum"}
     full = store.read("", paths, metrics, period, ordinals)
