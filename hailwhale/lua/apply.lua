@@ -7,13 +7,13 @@
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
 -- ARGV[3]   the operations, one per line: "code TAB key TAB number TAB items", the items
 --           separated by US (\31)
--- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
 --   H key expireat field US increment US field US increment ...
 --                                  HINCRBY each field; EXPIREAT when a field was new
 --   U key expireat uid US uid ...   PFADD; EXPIREAT when the HyperLogLog changed
 --   Z key ttl score US member ...   ZADD GT, EXPIRE
 --   M key ttl field US value ...    HSET, EXPIRE
 --   S key - member US member ...    SADD
+-- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
 -- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before.
 --
 -- Why one string: every argument costs the client time to pack and Redis time to parse, and
