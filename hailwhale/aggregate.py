@@ -131,12 +131,14 @@ class Folder:
                 above = levels.setdefault(depth - 1, _Level())
                 for (pk, path, ordinal), group in levels[depth].groups.items():
                     above.add((pk, path[:-1], ordinal), group)
-            for level in (*levels.values(), direct):
+            # Only now, rolled up, do the several-branch events join their paths' counters.
+            for (pk, path, ordinal), group in direct.groups.items():
+                levels.setdefault(len(path), _Level()).add((pk, path, ordinal), group)
+            for level in levels.values():
                 for (pk, path, ordinal), group in level.groups.items():
-                    cell = (pk, path, index, ordinal)
-                    _add_sums(counters, cell, group.nanos)
+                    counters[(pk, path, index, ordinal)] = group.nanos
                     if group.uids:
-                        _add_uids(uniques, cell, group.uids)
+                        uniques[(pk, path, index, ordinal)] = group.uids
         return Batch(self.periods, counters, uniques, self._children(), self._kinds(),
                      self.events)
 
@@ -200,29 +202,6 @@ class _Level:
                 found.uids[name] |= uids
             else:
                 found.uids[name] = set(uids)
-
-
-def _add_sums(counters: dict, cell: CellKey, nanos: dict[str, int]) -> None:
-    # Never changes a dict in place: ``nanos`` may be shared with a group.
-    found = counters.get(cell)
-    if found is None:
-        counters[cell] = nanos
-    else:
-        merged = found.copy()
-        for name, amount in nanos.items():
-            merged[name] = merged.get(name, 0) + amount
-        counters[cell] = merged
-
-
-def _add_uids(uniques: dict, cell: CellKey, uids: dict[str, set[str]]) -> None:
-    found = uniques.get(cell)
-    if found is None:
-        uniques[cell] = uids
-    else:
-        merged = dict(found)
-        for name, members in uids.items():
-            merged[name] = merged[name] | members if name in merged else members
-        uniques[cell] = merged
 
 
 def aggregate(events: Iterable[Event], periods: Iterable[Period], tz: tzinfo, now: float) -> Batch:

@@ -73,10 +73,7 @@ class WhaleClient:
     def send(self, batch_id: str, events: list) -> dict:
         """Send decoded events; Whale's answer."""
         body = json.dumps({"id": batch_id, "events": events}, separators=(",", ":"))
-        answer = self._post(body)
-        if answer.status_code != 200:
-            raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
-        return answer.json()
+        return _confirmed(self._post(body))
 
     def send_items(self, batch_id: str, items: list[str]) -> dict:
         """Send buffered items (JSON texts) as they are; Whale's answer, ``rejected``
@@ -92,9 +89,7 @@ class WhaleClient:
         answer = self._post(body)
         if answer.status_code == 400:  # nothing was counted: Whale refuses a batch whole
             return decoding(self.send)(batch_id, items)
-        if answer.status_code != 200:
-            raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
-        return answer.json()
+        return _confirmed(answer)
 
     def _post(self, body: str) -> requests.Response:
         try:
@@ -111,6 +106,13 @@ class WhaleClient:
     def _request(self, body: str) -> requests.Response:
         return self.session.post(self.url, data=body.encode(), timeout=self.timeout,
                                  headers={"Content-Type": "application/json"})
+
+
+def _confirmed(answer: requests.Response) -> dict:
+    """Whale's answer to a batch; DeliveryFailed unless it confirmed it."""
+    if answer.status_code != 200:
+        raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
+    return answer.json()
 
 
 def decoding(send: Callable[[str, list], dict]) -> Sender:

@@ -110,8 +110,7 @@ class Store:
         tz = self.settings.tz
         periods = batch.periods
         lines: list[tuple[str, str]] = []  # (key, line)
-        counters: dict[str, list[str]] = {}  # key -> "field US increment" items
-        expiries: dict[str, int] = {}
+        counters: dict[str, tuple[int, list[str]]] = {}  # key -> (expiry, "field US incr")
         chunk_ends: dict[tuple[int, int], int] = {}  # (period, chunk) -> when it may go
         for (pk, path, index, ordinal), sums in batch.counters.items():
             chunk, slot = keys.chunk_of(ordinal)
@@ -121,28 +120,29 @@ class Store:
                 if not nanos:
                     continue
                 key = keys.counter(pk, path, metric, period, chunk)
-                items = counters.get(key)
-                if items is None:
-                    items = counters[key] = []
+                found = counters.get(key)
+                if found is None:
                     when = chunk_ends.get((index, chunk))
                     if when is None:
                         when = chunk_ends[(index, chunk)] = period.expires_at(
                             (chunk + 1) * keys.CHUNK - 1, tz)
-                    expiries[key] = when
+                    found = counters[key] = (when, [])
+                items = found[1]
                 whole, fraction = split(nanos)
                 if whole:
                     items.append(f"{whole_field}{US}{whole}")
                 if fraction:
                     items.append(f"{fraction_field}{US}{fraction}")
-        lines += [(key, f"H\t{key}\t{expiries[key]}\t{US.join(items)}\n")
-                  for key, items in counters.items()]
+        lines += [(key, f"H\t{key}\t{when}\t{US.join(items)}\n")
+                  for key, (when, items) in counters.items()]
         bucket_ends: dict[tuple[int, int], int] = {}  # many cells share a bucket
         for (pk, path, index, ordinal), uids in batch.uniques.items():
+            period = periods[index]
             when = bucket_ends.get((index, ordinal))
             if when is None:
-                when = bucket_ends[(index, ordinal)] = periods[index].expires_at(ordinal, tz)
+                when = bucket_ends[(index, ordinal)] = period.expires_at(ordinal, tz)
             for metric, members in uids.items():
-                key = keys.unique(pk, path, metric, periods[index], ordinal)
+                key = keys.unique(pk, path, metric, period, ordinal)
                 lines.append((key, f"U\t{key}\t{when}\t{US.join(members)}\n"))
         longest = max(p.retention for p in self.settings.periods)
         for (pk, parent), children in batch.children.items():
