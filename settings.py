@@ -52,3 +52,23 @@ MAX_BUCKETS = 5000  # buckets one query may span.  Environment: HAILWHALE_MAX_BU
 # How long Whale remembers a batch id, so that a batch sent again (after a crash, a timeout)
 # is not counted twice. Longer than any batch can wait for a retry.
 BATCH_MEMORY = 7 * 24 * 3600  # Environment: HAILWHALE_BATCH_MEMORY
+
+# Authentication. With a SECRET (at least 32 characters), every write needs a write token,
+# every read a read token and POST /batch an admin token, made with `hailwhale token`; see
+# README.md, "Security". Without one the service is open to anyone who can reach it, and
+# refuses to start on an address other machines can reach unless ALLOW_OPEN is set.
+# Environment: HAILWHALE_SECRET; make one with
+#   python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
+SECRET = None
+
+# The ids of leaked tokens (`hailwhale token --id TOKEN` prints one), refused from the next
+# start on. Environment: HAILWHALE_REVOKED_TOKENS=id1,id2
+REVOKED_TOKENS = []
+
+# The admin token hailwail and Celery's drain task send to Whale. None: with a SECRET they
+# make a short-lived one themselves. Environment: HAILWHALE_TOKEN
+TOKEN = None
+
+# Serve with no SECRET on an address other machines can reach (default: only on loopback).
+# Environment: HAILWHALE_ALLOW_OPEN=1
+ALLOW_OPEN = False

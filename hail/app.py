@@ -8,22 +8,28 @@ answer is 503 with ``Retry-After``; nothing is acknowledged that is not stored.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import bottle
 
+from hailwhale import auth
 from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
 from whale.web import (
+    OPEN_WARNING,
+    Guard,
     gif_answer,
     handled,
     install_common,
     json_answer,
     posted_events,
     query_params,
+    require_write,
 )
 
+log = logging.getLogger("hailwhale.hail")
 Sink = Callable[[list[dict]], None]
 
 
@@ -48,33 +54,42 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
     cannot take them); ``health`` reports the sink's state for ``/health``."""
     app = bottle.Bottle()
     install_common(app)
+    guard = Guard(settings)
+    if guard.open:
+        log.warning("hail: %s", OPEN_WARNING)
 
-    def accept(raws: list) -> int:
+    def accept(grant: auth.Grant, raws: list) -> int:
         now = clock()
         events = parse_events(raws, settings, now)
+        require_write(grant, events)
         sink([stamp(raw, event, now) for raw, event in zip(raws, events, strict=True)])
         return len(events)
+
+    def accept_query() -> int:
+        params = query_params()
+        return accept(guard.grant(params), [params])
 
     @app.get("/count")
     @handled
     def count_get():
-        return json_answer({"ok": True, "accepted": accept([query_params()])})
+        return json_answer({"ok": True, "accepted": accept_query()})
 
     @app.get("/count.gif")
     @handled
     def count_gif():
-        accept([query_params()])
+        accept_query()
         return gif_answer()
 
     @app.post("/count")
     @handled
     def count_post():
-        return json_answer({"ok": True, "accepted": accept(posted_events())})
+        grant = guard.grant(query_params())
+        return json_answer({"ok": True, "accepted": accept(grant, posted_events())})
 
     @app.get("/health")
     @handled
     def health_route():
-        return json_answer({"ok": True, **health()})
+        return json_answer({"ok": True, **health(), **guard.health()})
 
     @app.get("/")
     @handled

@@ -1,4 +1,4 @@
-"""The ``hailwhale`` command: ``demo``, ``whale``, ``hail``, ``reset`` and ``bench``.
+"""The ``hailwhale`` command: ``demo``, ``whale``, ``hail``, ``token``, ``reset``, ``bench``.
 
 Failures print one line to stderr and exit 1.
 """
@@ -11,18 +11,35 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import load_settings
-from .errors import HailWhaleError
+from .config import Settings, load_settings
+from .errors import ConfigurationError, HailWhaleError
 from .store import Store
 
 DEMO_DATA = Path.home() / ".hailwhale" / "demo-redis"
 
 
-def _serve(app, host: str, port: int, what: str) -> None:
+def check_exposure(settings: Settings, host: str, what: str, allow_open: bool = False) -> None:
+    """Refuses to serve with no SECRET on an address other machines can reach, unless told
+    to (``--allow-open`` or ALLOW_OPEN)."""
+    from .auth import is_loopback
+
+    if not settings.secret and not is_loopback(host) and not (allow_open or settings.allow_open):
+        raise ConfigurationError(
+            f"refusing to serve {what} with no SECRET on {host or 'every interface'}: anyone "
+            "who can reach it could count and read every pk. Set HAILWHALE_SECRET (see "
+            "README, Security), bind 127.0.0.1, or pass --allow-open (HAILWHALE_ALLOW_OPEN=1)")
+
+
+def _serve(app, host: str, port: int, what: str, settings: Settings) -> None:
     from .server import make
 
     server = make(app, host, port)
     print(f"{what} listening on http://{host}:{server.server_port}/", flush=True)
+    if settings.secret:
+        print(f"{what}: tokens required (SECRET is set)", flush=True)
+    else:
+        print(f"{what}: OPEN, no SECRET set: anyone who can reach it can count and read "
+              "every pk", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -32,6 +49,7 @@ def _serve(app, host: str, port: int, what: str) -> None:
 def cmd_demo(args, settings) -> None:
     from .demo import run
 
+    check_exposure(settings, args.host, "the demo", args.allow_open)
     configured = args.redis or settings.whale_redis_url
     run(settings, args.host, args.port, configured, Path(args.data_dir))
 
@@ -39,10 +57,11 @@ def cmd_demo(args, settings) -> None:
 def cmd_whale(args, settings) -> None:
     from whale import create_app
 
+    check_exposure(settings, args.host, "whale", args.allow_open)
     store = Store.from_settings(settings, args.redis)
     store.ping()
     print(f"store: {args.redis or settings.redis_url}", flush=True)
-    _serve(create_app(store, settings), args.host, args.port, "whale")
+    _serve(create_app(store, settings), args.host, args.port, "whale", settings)
 
 
 def cmd_hail(args, settings) -> None:
@@ -52,6 +71,7 @@ def cmd_hail(args, settings) -> None:
 
     if args.redis:
         settings = dataclasses.replace(settings, hail_redis_url=args.redis)
+    check_exposure(settings, args.host, "hail", args.allow_open)
     app = from_settings(settings)
     if settings.hail_backend == "celery":
         from kombu.utils.url import maybe_sanitize_url  # no password in the log
@@ -60,7 +80,35 @@ def cmd_hail(args, settings) -> None:
     else:
         where = settings.hail_redis_url
     print(f"buffer: {settings.hail_backend} at {where}", flush=True)
-    _serve(app, args.host, args.port, "hail")
+    _serve(app, args.host, args.port, "hail", settings)
+
+
+def cmd_token(args, settings) -> None:
+    import json
+
+    from . import auth
+    from .event import parse_dimensions
+
+    if args.id:
+        print(auth.token_id(args.id))
+        return
+    if not settings.secret:
+        raise ConfigurationError("no SECRET is set: set HAILWHALE_SECRET (or SECRET in the "
+                                 "settings file) to the secret the services share")
+    if not args.can or not args.pk:
+        raise ConfigurationError("--can and --pk are required")
+    dims: tuple = ()
+    if args.dimensions:
+        try:
+            branches = parse_dimensions(args.dimensions, settings, "--dimensions")
+        except HailWhaleError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if len(branches) != 1:
+            raise ConfigurationError(f"--dimensions names one path, such as "
+                                     f'\'["pageviews"]\' (got {json.dumps(args.dimensions)})')
+        dims = branches[0]
+    expires_in = auth.parse_duration(args.expires)
+    print(auth.issue(settings.secret, args.can, args.pk, dims, expires_in))
 
 
 def cmd_reset(args, settings) -> None:
@@ -94,12 +142,16 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--redis", help="use this Redis URL instead of the embedded store")
     demo.add_argument("--data-dir", default=str(DEMO_DATA),
                       help="where the embedded redis-server keeps its data (%(default)s)")
+    demo.add_argument("--allow-open", action="store_true",
+                      help="serve with no SECRET on a non-loopback address")
     demo.set_defaults(run=cmd_demo)
 
     whale = commands.add_parser("whale", help="the Whale counting and query service")
     whale.add_argument("--host", default="127.0.0.1")
     whale.add_argument("--port", type=int, default=8080)
     whale.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
+    whale.add_argument("--allow-open", action="store_true",
+                       help="serve with no SECRET on a non-loopback address")
     whale.set_defaults(run=cmd_whale)
 
     hail = commands.add_parser(
@@ -107,7 +159,25 @@ def parser() -> argparse.ArgumentParser:
     hail.add_argument("--host", default="127.0.0.1")
     hail.add_argument("--port", type=int, default=8081)
     hail.add_argument("--redis", help="the buffer's Redis URL (default: HAIL_REDIS_URL)")
+    hail.add_argument("--allow-open", action="store_true",
+                      help="serve with no SECRET on a non-loopback address")
     hail.set_defaults(run=cmd_hail)
+
+    token = commands.add_parser(
+        "token", help="print a signed token (needs the SECRET): who may write, read or "
+                      "administer which pks")
+    token.add_argument("--can", choices=("write", "read", "admin"),
+                       help="write: count events; read: query; admin: everything")
+    token.add_argument("--pk", action="append", metavar="PK",
+                       help="a pk the token covers (repeat for several; '*' for every pk)")
+    token.add_argument("--dimensions", metavar="JSON",
+                       help="confine the token to this dimension path and below, e.g. "
+                            "'[\"pageviews\"]'")
+    token.add_argument("--expires", default="365d", metavar="DURATION",
+                       help="how long it works: 30d, 12h, 1y, or never (%(default)s)")
+    token.add_argument("--id", metavar="TOKEN",
+                       help="print the id of TOKEN instead (for REVOKED_TOKENS)")
+    token.set_defaults(run=cmd_token)
 
     reset = commands.add_parser("reset", help="delete every counter of one pk")
     reset.add_argument("--pk", required=True, help='the pk to delete ("" for the default)')

@@ -44,6 +44,10 @@ _ENV = {
     "CELERY_BROKER_URL": "CELERY_BROKER_URL",
     "HAILWHALE_CELERY_QUEUE": "CELERY_QUEUE",
     "HAILWAIL_INTERVAL": "HAILWAIL_INTERVAL",
+    "HAILWHALE_SECRET": "SECRET",
+    "HAILWHALE_TOKEN": "TOKEN",
+    "HAILWHALE_REVOKED_TOKENS": "REVOKED_TOKENS",
+    "HAILWHALE_ALLOW_OPEN": "ALLOW_OPEN",
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
@@ -51,8 +55,10 @@ _INTEGERS = (
 )
 _STRINGS = (
     "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
-    "CELERY_BROKER_URL", "CELERY_QUEUE",
+    "CELERY_BROKER_URL", "CELERY_QUEUE", "SECRET", "TOKEN",
 )
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 BACKENDS = ("redis", "celery")
 
 
@@ -76,6 +82,13 @@ class Settings:
     celery_broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     celery_queue: str = "hailwhale"
     hailwail_interval: int = 5
+    # Authentication (see hailwhale/auth.py): None leaves the service open.
+    secret: str | None = field(default=None, repr=False)
+    # The token hailwail and the Celery worker send to Whale (None: made from the secret).
+    token: str | None = field(default=None, repr=False)
+    revoked_tokens: tuple[str, ...] = ()
+    # Serve without a secret on an address other machines can reach.
+    allow_open: bool = False
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +99,13 @@ class Settings:
         for name in _INTEGERS:
             if getattr(self, name.lower()) < 1 and name != "FUTURE_SKEW":
                 raise ConfigurationError(f"{name} must be at least 1")
+        for name in ("secret", "token"):
+            if getattr(self, name) == "":  # an empty setting is no setting
+                object.__setattr__(self, name, None)
+        if self.secret is not None:
+            from .auth import check_secret
+
+            check_secret(self.secret)
         if self.hail_backend not in BACKENDS:
             raise ConfigurationError(f"HAIL_BACKEND must be one of {', '.join(BACKENDS)}, "
                                      f"not {self.hail_backend!r}")
@@ -117,7 +137,22 @@ class Settings:
                     kwargs[name.lower()] = int(values[name])  # type: ignore[call-overload]
                 except (TypeError, ValueError):
                     raise ConfigurationError(f"{name} must be a whole number") from None
+        revoked = values.get("REVOKED_TOKENS") or ()
+        if isinstance(revoked, str):  # the environment's comma-separated list
+            revoked = [part.strip() for part in revoked.split(",")]
+        kwargs["revoked_tokens"] = tuple(str(part) for part in revoked if part)
+        kwargs["allow_open"] = _flag(values.get("ALLOW_OPEN"), "ALLOW_OPEN")
         return cls(**kwargs)
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if str(value).strip().lower() in _TRUE:
+        return True
+    if str(value).strip().lower() in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false (1/0, yes/no), not {value!r}")
 
 
 def read_settings_file(path: str | os.PathLike) -> dict[str, object]:

@@ -14,6 +14,7 @@ import time
 
 import requests
 
+from .auth import ANY_PK, ServiceToken, issue
 from .buffer import Buffer
 from .config import Settings
 from .drain import WhaleClient, drain
@@ -62,12 +63,15 @@ class SampleTraffic(threading.Thread):
     """A daemon thread sending a few sample events a second to a Hail node, over HTTP, as an
     application would."""
 
-    def __init__(self, hail_url: str, rate: float = 5.0, seed: int = 2):
+    def __init__(self, hail_url: str, rate: float = 5.0, seed: int = 2,
+                 token: str | None = None):
         super().__init__(daemon=True, name="sample-traffic")
         self.url = hail_url.rstrip("/") + "/count"
         self.rate = rate
         self.rng = random.Random(seed)
         self.session = requests.Session()
+        if token:  # a write token, when the demo runs with a SECRET
+            self.session.headers["Authorization"] = f"Bearer {token}"
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -83,10 +87,11 @@ class SampleTraffic(threading.Thread):
 class Wailer(threading.Thread):
     """hailwail --loop, in a thread: drains the demo's Hail buffer into its Whale."""
 
-    def __init__(self, buffer: Buffer, whale_url: str, pause: float = 1.0):
+    def __init__(self, buffer: Buffer, whale_url: str, pause: float = 1.0,
+                 token: ServiceToken | None = None):
         super().__init__(daemon=True, name="hailwail")
         self.buffer = buffer
-        self.whale = WhaleClient(whale_url)
+        self.whale = WhaleClient(whale_url, token=token)
         self.pause = pause
         self.stopped = threading.Event()
 
@@ -128,12 +133,21 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
     print(f"sample traffic: {history}; a few more every second go to Hail at "
           f"{hail_url}/count, and hailwail moves them to Whale", flush=True)
     threading.Thread(target=hail.serve_forever, daemon=True, name="hail").start()
-    Wailer(buffer, whale_url).start()
-    SampleTraffic(hail_url).start()
+    Wailer(buffer, whale_url, token=ServiceToken(settings.secret, settings.token)).start()
+    dashboard = f"{whale_url}/"
+    if settings.secret:
+        # With a SECRET the demo is guarded like a deployment: its own traffic carries a
+        # write token, and the dashboard link a read token for every pk.
+        SampleTraffic(hail_url, token=issue(settings.secret, "write", [ANY_PK])).start()
+        dashboard += "#token=" + issue(settings.secret, "read", [ANY_PK], expires_in=86400)
+    else:
+        SampleTraffic(hail_url).start()
+        print("demo: open, no SECRET set (fine on 127.0.0.1; see README, Security)",
+              flush=True)
     missing = assets.missing_vendor()
     if missing:
         print(f"dashboard: {', '.join(missing)} missing: {assets.INSTALL_HINT}", flush=True)
-    print(f"dashboard: {whale_url}/", flush=True)
+    print(f"dashboard: {dashboard}", flush=True)
     print(f"whale (demo) listening on {whale_url}/", flush=True)
     try:
         whale.serve_forever()

@@ -65,10 +65,13 @@ Sender = Callable[[str, list[str]], dict]
 class WhaleClient:
     """Sends batches to Whale's ``POST /batch``."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0,
+                 token: Callable[[], str | None] | None = None):
         self.url = url.rstrip("/") + "/batch"
         self.timeout = timeout
         self.session = requests.Session()
+        # The admin token POST /batch needs when Whale has a SECRET (auth.ServiceToken).
+        self.token = token or (lambda: None)
 
     def send(self, batch_id: str, events: list) -> dict:
         """Send decoded events; Whale's answer."""
@@ -104,8 +107,12 @@ class WhaleClient:
             raise DeliveryFailed(f"Whale at {self.url} cannot be reached: {exc}") from None
 
     def _request(self, body: str) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        token = self.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return self.session.post(self.url, data=body.encode(), timeout=self.timeout,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
 
 
 def _confirmed(answer: requests.Response) -> dict:

@@ -33,6 +33,18 @@ class ConfigurationError(HailWhaleError):
     """A setting is missing, malformed or contradicts another one."""
 
 
+class Unauthorized(HailWhaleError):
+    """A request that needs a token and carries none: becomes an HTTP 401."""
+
+    param = "token"
+
+
+class Forbidden(HailWhaleError):
+    """A token that is forged, expired, revoked, or does not cover the request: an HTTP 403."""
+
+    param = "token"
+
+
 class StoreUnavailable(HailWhaleError):
     """The Redis behind a store cannot be reached; callers answer 503."""
 

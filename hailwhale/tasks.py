@@ -27,6 +27,7 @@ from celery.utils.log import get_task_logger
 from kombu.exceptions import OperationalError
 
 from . import keys
+from .auth import ServiceToken
 from .batches import check_batch_id, count_batch
 from .buffer import Buffer
 from .config import load_settings
@@ -254,7 +255,9 @@ def drain_buffer() -> dict:
     lease, under the same id)."""
     global _wail
     if _wail is None:
-        _wail = Buffer.from_url(settings.hail_redis_url), WhaleClient(settings.whale_url)
+        token = ServiceToken(settings.secret, settings.token)
+        _wail = (Buffer.from_url(settings.hail_redis_url),
+                 WhaleClient(settings.whale_url, token=token))
     buffer, whale = _wail
     report = Report()
     summary: dict = {}

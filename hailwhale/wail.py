@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from .auth import ServiceToken
 from .buffer import Buffer
 from .config import load_settings
 from .drain import DEFAULT_BATCH, DEFAULT_LEASE, DEFAULT_PARALLEL, WhaleClient, drain_parallel
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         buffer = Buffer.from_url(args.hail_redis or settings.hail_redis_url)
         if args.batch < 1 or args.parallel < 1:
             raise HailWhaleError("--batch and --parallel must be at least 1")
-        whales = [WhaleClient(args.whale or settings.whale_url) for _ in range(args.parallel)]
+        token = ServiceToken(settings.secret, settings.token)
+        whales = [WhaleClient(args.whale or settings.whale_url, token=token)
+                  for _ in range(args.parallel)]
         while True:
             try:
                 report = drain_parallel(buffer, [w.send_items for w in whales], args.batch,

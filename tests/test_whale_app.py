@@ -199,7 +199,9 @@ def test_reads_carry_cors_headers(app):
 
 
 def test_health_and_unknown_paths(app):
-    assert app.get("/health").json == {"ok": True, "store": "up"}
+    health = app.get("/health").json
+    assert (health["ok"], health["store"], health["auth"]) == (True, "up", "open")
+    assert "no SECRET" in health["warning"]
     missing = app.get("/nope", status=404)
     assert "error" in missing.json
 

@@ -7,11 +7,13 @@ origin can draw from them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import bottle
 
+from hailwhale import auth
 from hailwhale import query as queries
 from hailwhale.batches import check_batch_id, count_batch
 from hailwhale.config import Settings
@@ -21,6 +23,8 @@ from hailwhale.store import Store
 
 from . import assets
 from .web import (
+    OPEN_WARNING,
+    Guard,
     gif_answer,
     handled,
     install_common,
@@ -28,7 +32,10 @@ from .web import (
     posted_events,
     posted_json,
     query_params,
+    require_write,
 )
+
+log = logging.getLogger("hailwhale.whale")
 
 
 def create_app(store: Store, settings: Settings | None = None,
@@ -37,32 +44,44 @@ def create_app(store: Store, settings: Settings | None = None,
     settings = settings or store.settings
     app = bottle.Bottle()
     install_common(app)
+    guard = Guard(settings)
+    if guard.open:
+        log.warning("whale: %s", OPEN_WARNING)
 
-    def count(raw_events: list) -> int:
+    def count(grant: auth.Grant, raw_events: list) -> int:
         now = clock()
-        return store.count(parse_events(raw_events, settings, now), now)
+        events = parse_events(raw_events, settings, now)
+        require_write(grant, events)
+        return store.count(events, now)
+
+    def count_query() -> int:
+        params = query_params()
+        return count(guard.grant(params), [params])
 
     @app.get("/count")
     @handled
     def count_get():
-        return json_answer({"ok": True, "counted": count([query_params()])})
+        return json_answer({"ok": True, "counted": count_query()})
 
     @app.get("/count.gif")
     @handled
     def count_gif():
-        count([query_params()])
+        count_query()
         return gif_answer()
 
     @app.post("/count")
     @handled
     def count_post():
-        return json_answer({"ok": True, "counted": count(posted_events())})
+        grant = guard.grant(query_params())
+        return json_answer({"ok": True, "counted": count(grant, posted_events())})
 
     @app.post("/batch")
     @handled
     def batch():
         """hailwail's delivery: ``{"id": ..., "events": [...]}`` (with ``count``, the number
-        of events it meant to send), counted at most once."""
+        of events it meant to send), counted at most once. Admin tokens only: the events
+        were checked, and their tokens, by the Hail node that took them."""
+        auth.require(guard.grant(query_params()), "admin")
         document = posted_json()
         if not isinstance(document, dict) or not isinstance(document.get("events"), list):
             raise BadRequest("body", document, 'a batch is {"id": ..., "events": [...]}')
@@ -79,7 +98,10 @@ def create_app(store: Store, settings: Settings | None = None,
     def read(answer: Callable) -> Callable:
         @handled
         def route():
-            query = queries.parse_query(query_params(), settings, clock())
+            params = query_params()
+            grant = guard.grant(params)
+            query = queries.parse_query(params, settings, clock())
+            auth.require(grant, "read", query.pk, [query.path])
             bottle.response.set_header("Cache-Control", "no-cache")
             return json_answer(answer(store, query))
 
@@ -92,20 +114,30 @@ def create_app(store: Store, settings: Settings | None = None,
     @handled
     def dimensions():
         params = query_params()
+        grant = guard.grant(params)
         path = queries.parse_path(params.get("dimensions", params.get("dimension")), settings)
         pk = params.get("pk", params.get("category")) or ""
+        auth.require(grant, "read", pk, [path])
         return json_answer(queries.dimensions(store, pk, path))
 
     @app.get("/metrics")
     @handled
     def metrics():
-        pk = query_params().get("pk") or ""
+        params = query_params()
+        grant = guard.grant(params)
+        pk = params.get("pk") or ""
+        auth.require(grant, "read", pk)
         return json_answer({"pk": pk, "metrics": store.metric_kinds(pk)})
 
     @app.get("/pks")
     @handled
     def pks():
-        return json_answer({"pks": store.pks()})
+        grant = guard.grant(query_params())
+        auth.require(grant, "read")
+        # A token sees the pks it covers, and those even before anything was counted in
+        # them, so a dashboard opened with a one-pk token shows that pk.
+        known = set(store.pks()) | (grant.pks - {auth.ANY_PK})
+        return json_answer({"pks": grant.visible_pks(sorted(known))})
 
     @app.get("/periods")
     @handled
@@ -117,7 +149,7 @@ def create_app(store: Store, settings: Settings | None = None,
     @handled
     def health():
         store.ping()
-        return json_answer({"ok": True, "store": "up"})
+        return json_answer({"ok": True, "store": "up", **guard.health()})
 
     @app.get("/api")
     @handled

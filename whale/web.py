@@ -11,7 +11,15 @@ from urllib.parse import unquote
 
 import bottle
 
-from hailwhale.errors import BadRequest, StoreUnavailable
+from hailwhale import auth
+from hailwhale.config import Settings
+from hailwhale.errors import (
+    BadRequest,
+    ConfigurationError,
+    Forbidden,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 log = logging.getLogger("hailwhale.http")
 
@@ -83,6 +91,11 @@ def handled(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except BadRequest as exc:
             return json_answer({"error": str(exc), "param": exc.param}, 400)
+        except Unauthorized as exc:
+            bottle.response.set_header("WWW-Authenticate", 'Bearer realm="hailwhale"')
+            return json_answer({"error": f"token: {exc}", "param": "token"}, 401)
+        except Forbidden as exc:
+            return json_answer({"error": f"token: {exc}", "param": "token"}, 403)
         except StoreUnavailable as exc:
             bottle.response.set_header("Retry-After", "1")
             return json_answer({"error": str(exc)}, 503)
@@ -110,7 +123,10 @@ def posted_events() -> list:
     content_type = bottle.request.content_type or ""
     # `curl -d '{...}'` labels JSON as a form: the body's first character decides.
     if content_type.startswith("application/x-www-form-urlencoded") and text[:1] not in "[{":
-        return [dict(bottle.request.forms.decode())]
+        form = dict(bottle.request.forms.decode())
+        # A form's token is a credential, not a parameter of the event.
+        bottle.request.environ[_FORM_TOKEN] = form.pop("token", None)
+        return [form]
     if not text:
         raise BadRequest("body", "", "POST a JSON event, a JSON list of events, or NDJSON")
     try:
@@ -129,6 +145,56 @@ def posted_events() -> list:
     if not events:
         raise BadRequest("body", "[]", "the batch holds no events")
     return events
+
+
+_FORM_TOKEN = "hailwhale.form_token"
+
+
+def request_token(params: dict) -> str | None:
+    """The token a request carries, removed from ``params`` (it is a credential, not a
+    parameter of the event or query): ``Authorization: Bearer <token>``, else the ``token``
+    parameter of the query string or of a posted form (all an ``<img>`` beacon can send)."""
+    from_params = params.pop("token", None)
+    scheme, _, value = bottle.request.get_header("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return from_params or bottle.request.environ.get(_FORM_TOKEN)
+
+
+class Guard:
+    """Who may do what, as the settings say: signed tokens with a SECRET, else open."""
+
+    def __init__(self, settings: Settings):
+        self.verifier = (auth.Verifier(settings.secret, settings.revoked_tokens)
+                         if settings.secret else None)
+
+    @property
+    def open(self) -> bool:
+        """Whether the service takes requests with no token (no SECRET configured)."""
+        return self.verifier is None
+
+    def grant(self, params: dict) -> auth.Grant:
+        """What the request's token allows (everything when open). Call it before the
+        request's parameters are checked: ``token`` is taken out of ``params``."""
+        token = request_token(params)
+        return auth.OPEN if self.verifier is None else self.verifier.verify(token)
+
+    def health(self) -> dict:
+        """The authentication mode, for ``/health``."""
+        if self.open:
+            return {"auth": "open", "warning": OPEN_WARNING}
+        return {"auth": "tokens"}
+
+
+OPEN_WARNING = ("no SECRET is set: anyone who can reach this service can count and read "
+                "every pk (see README, Security)")
+
+
+def require_write(grant: auth.Grant, events) -> None:
+    """Forbidden unless ``grant`` may count every one of ``events`` (checked events): its
+    pk, and every branch at or below the token's dimension prefix."""
+    for event in events:
+        auth.require(grant, "write", event.pk, event.branches or [()])
 
 
 def posted_json() -> object:
@@ -162,10 +228,34 @@ def install_common(app: bottle.Bottle) -> None:
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization",
 }
 
 
 def _error_page(error: bottle.HTTPError) -> str:
     bottle.response.content_type = "application/json"
     return json.dumps({"error": f"{error.status}: {error.body or ''}".strip(": ")})
+
+
+def check_uwsgi_exposure(settings: Settings, what: str) -> None:
+    """Under uWSGI: refuse to load with no SECRET when the worker's http-socket listens on an
+    address other machines can reach, unless ALLOW_OPEN is set (need-app then stops uWSGI
+    at start with this message)."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except ImportError:
+        return
+    sockets = [s.decode() if isinstance(s, bytes) else str(s)
+               for s in _as_list(uwsgi.opt.get("http-socket"))]
+    for socket in sockets:
+        host = socket.rpartition(":")[0]
+        if not settings.secret and not settings.allow_open and not auth.is_loopback(host):
+            raise ConfigurationError(
+                f"refusing to serve {what} with no SECRET on {host or 'every interface'}: "
+                "anyone who can reach it could count and read every pk. Set "
+                "HAILWHALE_SECRET (see README, Security), HAILWHALE_HOST=127.0.0.1, or "
+                "HAILWHALE_ALLOW_OPEN=1")
+
+
+def _as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]

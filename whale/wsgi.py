@@ -4,6 +4,8 @@ from hailwhale.config import load_settings
 from hailwhale.store import Store
 
 from .app import create_app
+from .web import check_uwsgi_exposure
 
 _settings = load_settings()
+check_uwsgi_exposure(_settings, "whale")
 application = create_app(Store.from_settings(_settings), _settings)
