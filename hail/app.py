@@ -83,8 +83,8 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
     @app.post("/count")
     @handled
     def count_post():
-        grant = guard.grant(query_params())
-        return json_answer({"ok": True, "accepted": accept(grant, posted_events())})
+        raws = posted_events()  # first: a posted form may carry the token
+        return json_answer({"ok": True, "accepted": accept(guard.grant(query_params()), raws)})
 
     @app.get("/health")
     @handled

@@ -150,9 +150,12 @@ class Verifier:
         if len(token) > MAX_TOKEN:
             raise Forbidden(f"not a valid token: longer than {MAX_TOKEN} characters")
         try:
-            # Expiry is checked by verify() on every use, not only when first decoded.
+            # Expiry is checked by verify() on every use, not only when first decoded; the
+            # issue time is not checked (a clock a little ahead on the issuing machine
+            # would make fresh tokens "not yet valid" elsewhere).
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
-                                options={"verify_exp": False, "require": ["can", "pks"]})
+                                options={"verify_exp": False, "verify_iat": False,
+                                         "require": ["can", "pks"]})
         except jwt.PyJWTError as exc:
             raise Forbidden(f"not a valid token: {exc}") from None
         can, pks, dims = claims.get("can"), claims.get("pks"), claims.get("dims", [])

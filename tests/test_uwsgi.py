@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hailwhale import auth
 from hailwhale.benchkit import process_group
 from hailwhale.embedded import free_port
 from hailwhale.store import connect
@@ -178,11 +179,13 @@ def redis_urls(redis_server):
 
 
 def start_uwsgi(section: str | None, tmp_path: Path, redis_urls, extra=(), **env) -> Uwsgi:
-    """A uWSGI of ``section`` on a free port of 127.0.0.1 (``.url``)."""
+    """A uWSGI of ``section`` on a free port of 127.0.0.1 (``.url``); a variable given as
+    None is left unset."""
     port = free_port()
-    environ = clean_environ(WHALE_REDIS_URL=redis_urls[0], HAIL_REDIS_URL=redis_urls[1],
-                            HAILWHALE_HOST="127.0.0.1",
-                            **{PORT_VARIABLE[section]: str(port)}, **env)
+    environ = clean_environ(**{"WHALE_REDIS_URL": redis_urls[0],
+                               "HAIL_REDIS_URL": redis_urls[1], "HAILWHALE_HOST": "127.0.0.1",
+                               PORT_VARIABLE[section]: str(port), **env})
+    environ = {name: value for name, value in environ.items() if value is not None}
     log = tmp_path / f"uwsgi-{section or 'default'}.log"
     return Uwsgi(section, environ, log, extra, f"http://127.0.0.1:{port}").start()
 
@@ -435,3 +438,69 @@ def test_workers_die_with_their_master(redis_urls, tmp_path, stopped_at_teardown
     while set(process_group(whale.pid)) & workers and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not set(process_group(whale.pid)) & workers, process_group(whale.pid)
+
+
+SECRET = "uwsgi-test-secret-0123456789-abcdefghij"
+
+
+def test_with_a_secret_beacons_hailwail_and_reads_carry_tokens(redis_server, tmp_path,
+                                                               stopped_at_teardown):
+    """A guarded deployment under uwsgi.ini: a page's write token counts below its prefix
+    only, hailwail makes its own admin token from the secret, reads need a read token."""
+    urls = tuple(f"redis://127.0.0.1:{redis_server.port}/{db}" for db in (5, 6))
+    for url in urls:
+        connect(url).flushdb()
+    whale = start_uwsgi("whale", tmp_path, urls, HAILWHALE_SECRET=SECRET)
+    hail = start_uwsgi("hail", tmp_path, urls, HAILWHALE_SECRET=SECRET)
+    stopped_at_teardown.extend([whale, hail])
+    whale.wait_ready(f"{whale.url}/health")
+    hail.wait_ready(f"{hail.url}/health")
+    assert requests.get(f"{hail.url}/health", timeout=10).json()["auth"] == "tokens"
+    token = subprocess.run([str(BIN / "hailwhale"), "token", "--can", "write", "--pk", "shop",
+                            "--dimensions", '["pageviews"]'], capture_output=True, text=True,
+                           env=clean_environ(HAILWHALE_SECRET=SECRET), timeout=30)
+    beacon = token.stdout.strip()
+    params = {"pk": "shop", "dimensions": '["pageviews", "home"]', "token": beacon}
+    for _ in range(3):
+        assert requests.get(f"{hail.url}/count.gif", params=params, timeout=10).ok
+    refused = requests.get(f"{hail.url}/count.gif",
+                           params={**params, "dimensions": '["admin"]'}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["param"] == "token"
+    assert requests.get(f"{hail.url}/count", params={"pk": "shop"}, timeout=10)\
+        .status_code == 401
+    # Whale refuses a batch from anyone without an admin token...
+    forged = requests.post(f"{whale.url}/batch", data=json.dumps({"id": "x", "events": []}),
+                           timeout=10)
+    assert forged.status_code == 401
+    # ...and takes hailwail's, made from the same secret.
+    done = subprocess.run([str(HAILWAIL)], capture_output=True, text=True, timeout=60,
+                          env=clean_environ(HAIL_REDIS_URL=urls[1], WHALE_URL=whale.url,
+                                            HAILWHALE_SECRET=SECRET))
+    assert done.returncode == 0 and "moved 3 events" in done.stdout, done.stdout + done.stderr
+    read = auth.issue(SECRET, "read", ["shop"])
+    assert requests.get(f"{whale.url}/totals", params={"pk": "shop"}, timeout=10)\
+        .status_code == 401
+    answer = requests.get(f"{whale.url}/totals", params={"pk": "shop"}, timeout=10,
+                          headers={"Authorization": f"Bearer {read}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["totals"][0]["totals"]["hits"] == 3
+
+
+@pytest.mark.parametrize("section", ["whale", "hail"])
+def test_uwsgi_refuses_to_serve_open_on_every_interface(section, redis_urls, tmp_path,
+                                                        stopped_at_teardown):
+    """No SECRET and uwsgi.ini's default bind (every IPv4 interface): the app refuses to
+    load, and need-app stops uWSGI, saying why; HAILWHALE_ALLOW_OPEN=1 lets it serve."""
+    server = start_uwsgi(section, tmp_path, redis_urls, HAILWHALE_HOST=None)
+    stopped_at_teardown.append(server)
+    try:
+        server.process.wait(START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"uwsgi served open on every interface:\n{server.output()[-3000:]}")
+    assert server.process.returncode != 0
+    assert "refusing to serve" in server.output() and "HAILWHALE_ALLOW_OPEN" in server.output()
+    allowed = start_uwsgi(section, tmp_path, redis_urls, HAILWHALE_HOST=None,
+                          HAILWHALE_ALLOW_OPEN="1")
+    stopped_at_teardown.append(allowed)
+    allowed.wait_ready(allowed.url + "/health")
+    assert requests.get(allowed.url + "/health", timeout=10).json()["auth"] == "open"
