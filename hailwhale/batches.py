@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 
 from .aggregate import aggregate
-from .errors import BadRequest
+from .errors import BadRequest, CounterOverflow
 from .event import parse_event
 from .store import Store
 
@@ -34,15 +34,43 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
     ``duplicate: true``."""
     check_batch_id(batch_id)
     settings = store.settings
-    events, rejected = [], []
+    events, indexes, rejected = [], [], []
     for index, raw in enumerate(raw_events):
         try:
             events.append(parse_event(raw, settings, now))
+            indexes.append(index)
         except BadRequest as exc:
             rejected.append({"index": index, "error": str(exc)})
     answer = {"batch": batch_id, "counted": len(events), "rejected": rejected}
     batch = aggregate(events, settings.periods, settings.tz, now)
-    applied, recorded = store.write(batch, batch_id, json.dumps(answer, separators=(",", ":")))
+    try:
+        applied, recorded = store.write(batch, batch_id, _record(answer))
+    except CounterOverflow:
+        # Some event would push a counter past 64 bits, and nothing was applied: count the
+        # events one by one (each under an id of its own, so a retry counts none twice),
+        # refusing those that overflow, and remember the batch id with that answer.
+        answer = _one_by_one(store, batch_id, events, indexes, rejected, now)
+        applied, recorded = store.write(aggregate([], settings.periods, settings.tz, now),
+                                        batch_id, _record(answer))
     if not applied:
         answer = json.loads(recorded)
     return {**answer, "duplicate": not applied}
+
+
+def _record(answer: dict) -> str:
+    return json.dumps(answer, separators=(",", ":"))
+
+
+def _one_by_one(store: Store, batch_id: str, events: list, indexes: list[int],
+                rejected: list[dict], now: float) -> dict:
+    settings = store.settings
+    counted = 0
+    for index, event in zip(indexes, events, strict=True):
+        try:
+            store.write(aggregate([event], settings.periods, settings.tz, now),
+                        f"{batch_id}#{index}")
+            counted += 1
+        except CounterOverflow as exc:
+            rejected.append({"index": index, "error": f"metrics: {exc}"})
+    rejected.sort(key=lambda item: item["index"])
+    return {"batch": batch_id, "counted": counted, "rejected": rejected}

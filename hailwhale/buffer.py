@@ -47,10 +47,14 @@ class Buffer:
     @classmethod
     def from_url(cls, url: str) -> Buffer:
         """A buffer on ``url``; short timeouts, so Hail answers 503 quickly when it is down."""
+        from .legacy import rename_on_open
+
         if url.startswith("memory://"):
             return cls(connect(url))
-        return cls(redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
-                                        socket_connect_timeout=1, retry_on_timeout=False))
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
+                                      socket_connect_timeout=1, retry_on_timeout=False)
+        rename_on_open(client)  # keys under an earlier version's names
+        return cls(client)
 
     def push(self, events: list[dict]) -> None:
         """Append events (raw parameters, as JSON) in one atomic command."""

@@ -45,6 +45,10 @@ class Forbidden(HailWhaleError):
     param = "token"
 
 
+class CounterOverflow(HailWhaleError):
+    """A batch would push a counter past a 64-bit integer: nothing of it was applied."""
+
+
 class StoreUnavailable(HailWhaleError):
     """The Redis behind a store cannot be reached; callers answer 503."""
 

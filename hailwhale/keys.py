@@ -12,10 +12,14 @@ read from one node, and per-slot Lua scripts can apply a batch atomically.
     hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
     hw:{<pk>|<dim>}:children                             sorted set: child -> last seen
     hw:{<pk>}:metrics                                    hash: metric -> "sum" | "unique"
-    hw:{pks}                                             set of the pks in use
-    hw:{<tag>}:batch:<id>                                a batch id already applied
-    hw:{hail}:buffer, :inflight, :batch:<id>, :dead      a Hail node's buffer (its own Redis)
-    hw:{hail}:dead:<id>                                  a batch's dead letters recorded
+    hw:{%pks}                                            set of the pks in use
+    hw:{%batch}:<id>                                     a batch id already applied
+    hw:{<tag>}:batch:<id>                                on a cluster: a slot's part applied
+    hw:{%hail}:buffer, :inflight, :batch:<id>, :dead     a Hail node's buffer (its own Redis)
+    hw:{%hail}:dead:<id>                                 a batch's dead letters recorded
+
+HailWhale's own keys are tagged ``{%...}``: percent-encoding never yields a ``%`` followed by
+letters, so no pk can name them (the pks ``pks`` and ``hail`` once could; see LEGACY).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .dimensions import Path
 from .periods import Period
 
 PREFIX = "hw"
-PKS = f"{PREFIX}:{{pks}}"  # tagged, so a batch marker can sit in its slot
+PKS = f"{PREFIX}:{{%pks}}"  # tagged, so a batch marker can sit in its slot
 # Buckets per counter hash. With two fields at most per bucket (whole and fraction), a chunk
 # stays under Redis' default hash-max-listpack-entries (128), so it keeps the compact encoding.
 CHUNK = 60
@@ -85,28 +89,40 @@ def metrics(pk: str) -> str:
     return f"{PREFIX}:{series_tag(pk, ())}:metrics"
 
 
+def batch_done(batch_id: str) -> str:
+    """The key remembering that a batch id was applied (the whole batch, whatever it held)."""
+    return f"{PREFIX}:{{%batch}}:{_part(batch_id)}"
+
+
 def batch_marker(batch_id: str, near: str) -> str:
-    """The key remembering that a batch was applied, in the hash slot of the key ``near``
-    (on a cluster, each slot's part of a batch is remembered beside it)."""
+    """On a cluster, the key remembering that one hash slot's part of a batch was applied,
+    in the slot of the key ``near``, so a retry after a crash completes the missed slots."""
     tag = near[near.index("{") + 1: near.index("}", near.index("{"))] if "{" in near else near
     return f"{PREFIX}:{{{tag}}}:batch:{_part(batch_id)}"
 
 
 # A Hail node's buffer, in its own Redis (HAIL_REDIS_URL); one hash tag, so the buffer's
 # scripts also run on a cluster.
-BUFFER = f"{PREFIX}:{{hail}}:buffer"  # list of events, oldest first
-INFLIGHT = f"{PREFIX}:{{hail}}:inflight"  # sorted set: batch id -> lease start
-DEAD = f"{PREFIX}:{{hail}}:dead"  # list of events that cannot be counted, with reasons
+HAIL = f"{PREFIX}:{{%hail}}"
+BUFFER = f"{HAIL}:buffer"  # list of events, oldest first
+INFLIGHT = f"{HAIL}:inflight"  # sorted set: batch id -> lease start
+DEAD = f"{HAIL}:dead"  # list of events that cannot be counted, with reasons
+
+# The names of HailWhale's own keys before they were tagged {%...}: old name -> new name,
+# and the old prefixes of per-batch keys (see hailwhale/legacy.py, which renames them).
+LEGACY_HAIL = f"{PREFIX}:{{hail}}"
+LEGACY = {f"{PREFIX}:{{pks}}": PKS, f"{LEGACY_HAIL}:buffer": BUFFER,
+          f"{LEGACY_HAIL}:inflight": INFLIGHT, f"{LEGACY_HAIL}:dead": DEAD}
 
 
 def dead_marker(batch_id: str) -> str:
     """The key remembering that a batch's refused events were dead-lettered (beside DEAD)."""
-    return f"{PREFIX}:{{hail}}:dead:{_part(batch_id)}"
+    return f"{HAIL}:dead:{_part(batch_id)}"
 
 
 def processing(batch_id: str) -> str:
     """The list holding one in-flight batch's events until Whale confirms them."""
-    return f"{PREFIX}:{{hail}}:batch:{_part(batch_id)}"
+    return f"{HAIL}:batch:{_part(batch_id)}"
 
 
 def pk_pattern(pk: str) -> str:

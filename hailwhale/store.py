@@ -19,7 +19,7 @@ from . import keys
 from .aggregate import SUM, UNIQUE, Batch, aggregate
 from .config import Settings
 from .dimensions import Path
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import ConfigurationError, CounterOverflow, StoreUnavailable
 from .event import Event
 from .numbers import NANO, from_nanos, split
 from .periods import Period
@@ -70,8 +70,13 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str | None = None) -> Store:
-        """A store on ``url``, by default Whale's configured Redis."""
-        return cls(connect(url or settings.redis_url), settings)
+        """A store on ``url``, by default Whale's configured Redis (keys under an earlier
+        version's names renamed first, see hailwhale/legacy.py)."""
+        from .legacy import rename_on_open
+
+        client = connect(url or settings.redis_url)
+        rename_on_open(client)
+        return cls(client, settings)
 
     # -- writes ------------------------------------------------------------------------
     def count(self, events: Iterable[Event], now: float | None = None) -> int:
@@ -86,23 +91,39 @@ class Store:
         """Apply a pre-aggregated batch atomically: on a single Redis all of it or none, on
         Redis Cluster each hash slot's part of it.
 
-        With a ``batch_id`` the batch is applied at most once: a repeat of the id changes
-        nothing and returns ``(False, what the first application recorded)``. On a cluster
-        each slot's part remembers the id, so a retry after a crash completes exactly the
-        slots that were missed. Without an id, a retry after a failure may count twice."""
-        applied, recorded = True, record
+        With a ``batch_id`` the batch is applied at most once, whatever it holds (also
+        nothing: a batch whose every event was refused is remembered too): a repeat of the
+        id changes nothing and returns ``(False, what the first application recorded)``. On
+        a cluster each slot's part also remembers the id, so a retry after a crash completes
+        exactly the slots that were missed. Without an id, a retry after a failure may count
+        twice. CounterOverflow when a counter would pass a 64-bit integer: nothing applied."""
         memory = str(self.settings.batch_memory) if batch_id else ""
-        with redis_errors():
-            # One call on a single Redis; one per hash slot on a cluster, where scripts
-            # cannot be pipelined.
-            for first_key, operations in self._operations(batch):
-                marker = keys.batch_marker(batch_id, first_key) if batch_id else ""
-                done, value = self._apply(keys=[marker or first_key],
-                                          args=[memory, record, operations,
-                                                operations.count("\n")])
-                if not done:
-                    applied, recorded = False, value
-        return applied, recorded
+        operations = self._operations(batch)
+        with redis_errors(), _overflow():
+            if not self._cluster:
+                first_key, lines = operations[0] if operations else (keys.PKS, "")
+                if not batch_id:
+                    if lines:
+                        self._apply(keys=[first_key], args=["", record, lines,
+                                                            lines.count("\n")])
+                    return True, record
+                # The id's own marker, and the one an earlier version kept near the first key.
+                markers = [keys.batch_done(batch_id), keys.batch_marker(batch_id, first_key)]
+                done, value = self._apply(keys=markers, args=[memory, record, lines,
+                                                               lines.count("\n")])
+                return bool(done), value
+            # A cluster: the id's marker first, then one call per hash slot (scripts cannot
+            # span slots), each with a marker of its own, then the id's marker is set.
+            if batch_id:
+                seen = self.redis.get(keys.batch_done(batch_id))
+                if seen is not None:
+                    return False, seen
+            for first_key, lines in operations:
+                marker = keys.batch_marker(batch_id, first_key) if batch_id else first_key
+                self._apply(keys=[marker], args=[memory, record, lines, lines.count("\n")])
+            if batch_id:
+                self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
+        return True, record
 
     def _operations(self, batch: Batch) -> list[tuple[str, str]]:
         """The batch as apply.lua's operations: ``(a key, the operation lines)``, one pair
@@ -284,6 +305,17 @@ class Store:
         """Whether Redis answers."""
         with redis_errors():
             return bool(self.redis.ping())
+
+
+@contextmanager
+def _overflow():
+    """apply.lua's refusal of a counter past 64 bits, as CounterOverflow."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if "apply.lua: overflow" in str(exc):
+            raise CounterOverflow(str(exc).split("apply.lua: ", 1)[1]) from None
+        raise
 
 
 @contextmanager

@@ -264,9 +264,9 @@ def test_hail_process_publishes_and_a_worker_counts_every_event_once(shared, wha
         url = f"http://127.0.0.1:{port}"
         health = requests.get(f"{url}/health", timeout=10)
         assert health.status_code == 200, health.text
-        assert health.json() | {"waiting": 0} == {
+        assert health.json() | {"waiting": 0, "warning": ""} == {
             "ok": True, "backend": "celery", "broker": "up", "queue": queue, "declared": True,
-            "waiting": 0, "consumers": 1}
+            "waiting": 0, "consumers": 1, "auth": "open", "warning": ""}
         session = requests.Session()
         sent = events(200, "e2e")
         for i, event in enumerate(sent[:100]):  # 100 single events, some as beacons

@@ -34,7 +34,7 @@ def test_children_and_metrics_keys():
     assert keys.children("shop", ()) == "hw:{shop}:children"
     assert keys.metrics("shop") == "hw:{shop}:metrics"
     assert keys.metrics("") == "hw:{%}:metrics"  # never an empty hash tag
-    assert keys.PKS == "hw:{pks}"
+    assert keys.PKS == "hw:{%pks}"
 
 
 def test_series_tag():

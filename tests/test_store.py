@@ -55,9 +55,41 @@ def test_a_batch_id_is_applied_at_most_once(store, settings, clock):
     assert store.write(aggregated, "batch-2") == (True, "")
     assert read_total(store, clock.now).total == 4
     assert read_total(store, clock.now, ("a",)).total == 2
-    marker = store.redis.keys("hw:*:batch:batch-1")
-    assert len(marker) == 1
-    assert 0 < store.redis.ttl(marker[0]) <= settings.batch_memory
+    assert 0 < store.redis.ttl(keys.batch_done("batch-1")) <= settings.batch_memory
+    # The same id with other events (other keys, other slots) counts nothing either.
+    other = aggregate(events(settings, clock.now, {"dimensions": "zzz"}), settings.periods,
+                      settings.tz, clock.now)
+    assert store.write(other, "batch-1", record="third") == (False, "first")
+    assert read_total(store, clock.now).total == 4
+    # A batch with nothing to apply is remembered as well.
+    empty = aggregate([], settings.periods, settings.tz, clock.now)
+    assert store.write(empty, "batch-3", record="none") == (True, "none")
+    assert store.write(other, "batch-3", record="late") == (False, "none")
+    assert read_total(store, clock.now).total == 4
+
+
+def test_an_apply_that_would_overflow_a_counter_changes_nothing(real_client, settings, clock):
+    """HINCRBY fails past 2^63 and Redis does not roll a script back: apply.lua undoes the
+    increments it made before, so a batch applies whole or not at all, and a retry of it
+    cannot add its first increments again."""
+    from hailwhale.aggregate import aggregate
+    from hailwhale.errors import CounterOverflow
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    store.count(events(settings, clock.now, {"dimensions": "big",
+                                             "metrics": {"n": 10**12}}), clock.now)
+    counter = next(key for key in real_client.keys("hw:*:c:n:*") if "big" not in key)
+    field = next(iter(real_client.hgetall(counter)))
+    real_client.hset(counter, field, 2**63 - 10**11)  # the root's n, near the limit
+    before = {key: real_client.dump(key) for key in real_client.keys("*")}
+    batch = aggregate(events(settings, clock.now, {"dimensions": "a"}, {"dimensions": "big",
+                      "metrics": {"n": 10**12}}), settings.periods, settings.tz, clock.now)
+    for _ in range(5):
+        with pytest.raises(CounterOverflow, match="nothing of the batch"):
+            store.write(batch, "overflowing", record="r")
+    assert {key: real_client.dump(key) for key in real_client.keys("*")} == before
+    assert real_client.get(keys.batch_done("overflowing")) is None
 
 
 def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
@@ -245,3 +277,74 @@ def test_a_totals_only_read_matches_the_full_read(store, settings, clock):
             assert totals[path][metric].values == []
             assert totals[path][metric].total == full[path][metric].total, (path, metric)
     assert full[("a",)]["m"].total == -2 and full[("a", "b")]["hits"].total == 0
+
+
+def test_a_batch_with_an_overflowing_event_counts_the_others_once(real_client, settings,
+                                                                  clock):
+    from hailwhale.batches import count_batch
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    store.count(events(settings, clock.now, {"dimensions": "big", "metrics": {"n": 1}}),
+                clock.now)
+    for key in real_client.keys("hw:*big*:c:n:*"):
+        field = next(iter(real_client.hgetall(key)))
+        real_client.hset(key, field, 2**63 - 10)
+    raws = [{"dimensions": "ok", "metrics": {"m": 1}, "at": clock.now},
+            {"dimensions": "big", "metrics": {"n": 100}, "at": clock.now},
+            {"dimensions": "ok", "metrics": {"m": 2}, "at": clock.now}]
+    answer = count_batch(store, "b-overflow", raws, clock.now)
+    assert answer["counted"] == 2 and [r["index"] for r in answer["rejected"]] == [1]
+    assert "overflow" in answer["rejected"][0]["error"]
+    again = count_batch(store, "b-overflow", raws, clock.now)
+    assert again["duplicate"] and again["counted"] == 2
+    assert read_total(store, clock.now, ("ok",), metric="m").total == 3
+
+
+@pytest.mark.parametrize("pk", ["pks", "hail", "%pks", "%hail", "%batch"])
+def test_pks_named_like_internal_keys_reach_none_of_them(store, settings, clock, pk):
+    """Resetting any pk deletes that pk's series and nothing else: not /pks, not a Hail
+    buffer or its dead letters sharing the database, not batch markers."""
+    from hailwhale.buffer import Buffer
+
+    buffer = Buffer(store.redis)
+    buffer.push([{"dimensions": "waiting"}])
+    buffer.dead_letter("batch-d", [('{"dimensions": "x"}', "a reason")])
+    store.count(events(settings, clock.now, {"dimensions": "a"}), clock.now)
+    store.write(aggregate_of(settings, clock, {"pk": pk, "dimensions": "b"}), "batch-p")
+    assert store.pks() == sorted(["", pk])
+    before = {key: store.redis.dump(key) for key in store.redis.keys("*")}
+    own = set(store.redis.keys(keys.pk_pattern(pk)))
+    assert own and all(key.startswith("hw:{" + keys.series_tag(pk, ())[1:-1]) for key in own)
+    store.reset(pk)
+    after = {key: store.redis.dump(key) for key in store.redis.keys("*")}
+    assert store.pks() == [""]
+    assert {k: v for k, v in after.items() if k != keys.PKS} == \
+        {k: v for k, v in before.items() if k not in own and k != keys.PKS}
+    assert buffer.stats().waiting == 1 and buffer.stats().dead == 1
+
+
+def aggregate_of(settings, clock, *raws):
+    from hailwhale.aggregate import aggregate
+
+    return aggregate(events(settings, clock.now, *raws), settings.periods, settings.tz,
+                     clock.now)
+
+
+def test_keys_under_their_old_names_are_renamed_once(client):
+    from hailwhale.legacy import rename_legacy_keys
+
+    client.rpush("hw:{hail}:buffer", "e1", "e2")
+    client.rpush(keys.BUFFER, "e0")  # a new process already wrote
+    client.zadd("hw:{hail}:inflight", {"b1": 5})
+    client.rpush("hw:{hail}:batch:b1", "e3")
+    client.set("hw:{hail}:batch:w1", "a Whale marker of the pk hail: stays")
+    client.sadd("hw:{pks}", "", "shop")
+    assert rename_legacy_keys(client) == 4
+    assert client.lrange(keys.BUFFER, 0, -1) == ["e1", "e2", "e0"]
+    assert client.zrange(keys.INFLIGHT, 0, -1, withscores=True) == [("b1", 5.0)]
+    assert client.lrange(keys.processing("b1"), 0, -1) == ["e3"]
+    assert client.smembers(keys.PKS) == {"", "shop"}
+    assert client.get("hw:{hail}:batch:w1")
+    assert not client.exists("hw:{hail}:buffer", "hw:{pks}", "hw:{hail}:inflight")
+    assert rename_legacy_keys(client) == 0  # safe to run again

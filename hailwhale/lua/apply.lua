@@ -3,6 +3,7 @@
 --
 -- KEYS[1]   the batch marker, or (no batch id) any key of the operations: on Redis Cluster
 --           it routes the call to the slot that every key of the operations shares
+-- KEYS[2..] other markers of the same batch id, checked but not set (an earlier version's)
 -- ARGV[1]   seconds to remember the batch id, or "" for none
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
 -- ARGV[3]   the operations, one per line: "code TAB key TAB number TAB items", the items
@@ -14,7 +15,9 @@
 --   M key ttl field US value ...    HSET, EXPIRE
 --   S key - member US member ...    SADD
 -- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
--- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before.
+-- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before, and
+-- an error starting "apply.lua: overflow" when a counter would pass a 64-bit integer: then
+-- nothing of the batch is applied (the increments made before it are undone).
 --
 -- Why one string: every argument costs the client time to pack and Redis time to parse, and
 -- a batch touches thousands of keys. The separators never occur inside the parts: keys are
@@ -25,9 +28,11 @@
 -- increments past 2^53.
 
 if ARGV[1] ~= "" then
-  local seen = redis.call("GET", KEYS[1])
-  if seen then
-    return {0, seen}
+  for i = 1, #KEYS do
+    local seen = redis.call("GET", KEYS[i])
+    if seen then
+      return {0, seen}
+    end
   end
 end
 
@@ -51,13 +56,38 @@ if tostring(lines) ~= ARGV[4] then
   return redis.error_reply("apply.lua: " .. lines .. " operations readable, " .. ARGV[4] .. " sent")
 end
 
+-- Redis does not roll a script back when a command fails, and HINCRBY fails past 2^63: the
+-- increments made so far are remembered, to be undone if a later one fails. Counter lines
+-- come first (hailwhale/store.py orders them so), so nothing else has been written then.
+local done = {}
+local function undo(failed_key, field, reason)
+  for i = #done, 1, -1 do
+    local step = done[i]
+    if step[4] then
+      redis.call("HDEL", step[1], step[2])
+    else
+      local back = step[3]
+      back = string.sub(back, 1, 1) == "-" and string.sub(back, 2) or "-" .. back
+      redis.call("HINCRBY", step[1], step[2], back)
+    end
+  end
+  return redis.error_reply("apply.lua: overflow: " .. failed_key .. " " .. field .. ": " ..
+                           reason .. "; nothing of the batch was applied")
+end
+
 for code, key, number, items in string.gmatch(ARGV[3], LINE) do
   if code == "H" then
     -- A key's expiry is fixed by its chunk: it only needs setting when the key is new, and
     -- a new key has only new fields, whose value after HINCRBY is the increment itself.
     local fresh = false
     for field, increment in string.gmatch(items, "([^\31]+)\31([^\31]+)") do
-      if redis.call("HINCRBY", key, field, increment) == tonumber(increment) then
+      local value = redis.pcall("HINCRBY", key, field, increment)
+      if type(value) == "table" and value.err then
+        return undo(key, field, value.err)
+      end
+      local new = value == tonumber(increment)
+      done[#done + 1] = {key, field, increment, new}
+      if new then
         fresh = true
       end
     end
