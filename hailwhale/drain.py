@@ -32,6 +32,20 @@ class DeliveryFailed(HailWhaleError):
     """Whale could not be reached or did not confirm a batch; it stays in flight."""
 
 
+class Refused(DeliveryFailed):
+    """Whale refused a batch whole in a way sending it again cannot change (400, 413, 500):
+    ``isolating`` splits it to find the events that cannot be counted."""
+
+    def __init__(self, status: int, reason: str):
+        self.status, self.reason = status, reason
+        super().__init__(f"Whale answered {status}: {reason}")
+
+
+# Answers to a batch that the same batch would get again: split it. Any other failure (503
+# while Redis is down, 401/403 for a missing token, a lost connection) is retried whole.
+POISON = (400, 413, 422, 500)
+
+
 @dataclass
 class Report:
     """What one drain did."""
@@ -90,8 +104,8 @@ class WhaleClient:
         body = (f'{{"id":{json.dumps(batch_id)},"count":{len(items)},'
                 f'"events":[{",".join(items)}]}}')
         answer = self._post(body)
-        if answer.status_code == 400:  # nothing was counted: Whale refuses a batch whole
-            return decoding(self.send)(batch_id, items)
+        if answer.status_code in POISON:  # nothing was counted: Whale refuses a batch whole
+            return isolating(decoding(self.send))(batch_id, items)
         return _confirmed(answer)
 
     def _post(self, body: str) -> requests.Response:
@@ -116,7 +130,10 @@ class WhaleClient:
 
 
 def _confirmed(answer: requests.Response) -> dict:
-    """Whale's answer to a batch; DeliveryFailed unless it confirmed it."""
+    """Whale's answer to a batch; DeliveryFailed unless it confirmed it (Refused when it
+    would refuse the same batch again)."""
+    if answer.status_code in POISON:
+        raise Refused(answer.status_code, answer.text[:300])
     if answer.status_code != 200:
         raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
     return answer.json()
@@ -137,6 +154,32 @@ def decoding(send: Callable[[str, list], dict]) -> Sender:
         answer = send(batch_id, events) if events else {"rejected": []}
         rejected = [{**r, "index": positions[r["index"]]} for r in answer.get("rejected", [])]
         return {**answer, "rejected": sorted(dead + rejected, key=lambda r: r["index"])}
+
+    return send_items
+
+
+def isolating(send: Sender) -> Sender:
+    """A sender that never lets one bad event hold a batch up: a batch Whale refuses whole
+    (Refused) is split in halves, each sent under an id of its own (``<id>/0``, ``<id>/1``,
+    so a retry of a half is still counted once), down to single events, which are then
+    answered as rejected with Whale's reason and go to the dead letters. The rest is
+    counted once and the queue moves on."""
+
+    def send_items(batch_id: str, items: list[str]) -> dict:
+        try:
+            return send(batch_id, items)
+        except Refused as exc:
+            if len(items) == 1:
+                return {"batch": batch_id, "counted": 0, "duplicate": False,
+                        "rejected": [{"index": 0, "error": str(exc)}]}
+        half = len(items) // 2
+        first = send_items(f"{batch_id}/0", items[:half])
+        second = send_items(f"{batch_id}/1", items[half:])
+        return {"batch": batch_id,
+                "counted": first.get("counted", 0) + second.get("counted", 0),
+                "rejected": first.get("rejected", []) +
+                [{**r, "index": r["index"] + half} for r in second.get("rejected", [])],
+                "duplicate": bool(first.get("duplicate") and second.get("duplicate"))}
 
     return send_items
 
