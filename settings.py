@@ -48,6 +48,9 @@ MAX_METRICS = 32  # metrics in one event.  Environment: HAILWHALE_MAX_METRICS
 MAX_NAME_LENGTH = 200  # characters in a dimension value or pk.  HAILWHALE_MAX_NAME_LENGTH
 FUTURE_SKEW = 300  # seconds an event's `at` may lie in the future.  HAILWHALE_FUTURE_SKEW
 MAX_BUCKETS = 5000  # buckets one query may span.  Environment: HAILWHALE_MAX_BUCKETS
+# Children one dimension may hold; events under further new children are counted under its
+# child "__other__", so totals stay exact and made-up names cannot fill Redis.
+MAX_CHILDREN = 1000  # Environment: HAILWHALE_MAX_CHILDREN
 
 # How long Whale remembers a batch id, so that a batch sent again (after a crash, a timeout)
 # is not counted twice. Longer than any batch can wait for a retry.

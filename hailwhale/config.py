@@ -39,6 +39,7 @@ _ENV = {
     "HAILWHALE_MAX_NAME_LENGTH": "MAX_NAME_LENGTH",
     "HAILWHALE_FUTURE_SKEW": "FUTURE_SKEW",
     "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
+    "HAILWHALE_MAX_CHILDREN": "MAX_CHILDREN",
     "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
     "HAIL_BACKEND": "HAIL_BACKEND",
     "CELERY_BROKER_URL": "CELERY_BROKER_URL",
@@ -51,6 +52,7 @@ _ENV = {
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
+    "MAX_CHILDREN",
     "BATCH_MEMORY", "HAILWAIL_INTERVAL",
 )
 _STRINGS = (
@@ -77,6 +79,7 @@ class Settings:
     max_name_length: int = 200
     future_skew: int = 300
     max_buckets: int = 5000
+    max_children: int = 1000
     batch_memory: int = 7 * 24 * 3600
     hail_backend: str = "redis"
     celery_broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"

@@ -17,6 +17,7 @@ from redis.cluster import RedisCluster
 
 from . import keys
 from .aggregate import SUM, UNIQUE, Batch, aggregate
+from .cardinality import Refused, fold
 from .config import Settings
 from .dimensions import Path
 from .errors import ConfigurationError, CounterOverflow, StoreUnavailable
@@ -29,6 +30,7 @@ _LUA = pathlib.Path(__file__).parent / "lua"
 APPLY_LUA = (_LUA / "apply.lua").read_text()
 US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
+ADMIT_LUA = (_LUA / "admit.lua").read_text()
 
 
 def connect(url: str) -> redis.Redis:
@@ -66,6 +68,7 @@ class Store:
         self.settings = settings
         self._apply = client.register_script(APPLY_LUA)
         self._uniques = client.register_script(UNIQUES_LUA)
+        self._admit_script = client.register_script(ADMIT_LUA)
         self._cluster = isinstance(client, RedisCluster)
 
     @classmethod
@@ -98,6 +101,7 @@ class Store:
         exactly the slots that were missed. Without an id, a retry after a failure may count
         twice. CounterOverflow when a counter would pass a 64-bit integer: nothing applied."""
         memory = str(self.settings.batch_memory) if batch_id else ""
+        batch = fold(batch, self._admit(batch))
         operations = self._operations(batch)
         with redis_errors(), _overflow():
             if not self._cluster:
@@ -124,6 +128,28 @@ class Store:
             if batch_id:
                 self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
         return True, record
+
+    def _admit(self, batch: Batch) -> Refused:
+        """The cardinality guard: for every parent the batch counts children under, which of
+        them have no room (MAX_CHILDREN), decided and reserved atomically in Redis by
+        admit.lua, one pipelined round trip for the whole batch."""
+        if not batch.children:
+            return {}
+        now = time.time()
+        longest = max(p.retention for p in self.settings.periods)
+        parents = list(batch.children.items())
+        with redis_errors():
+            # Scripts cannot be pipelined on a cluster: there, one call per parent.
+            pipe = None if self._cluster else self.redis.pipeline(transaction=False)
+            answers = [self._admit_script(keys=[keys.children(pk, parent)],
+                                          args=[self.settings.max_children, now - longest,
+                                                now, longest, *seen],
+                                          client=pipe or self.redis)
+                       for (pk, parent), seen in parents]
+            if pipe is not None:
+                answers = pipe.execute()
+        return {parent: set(no_room) for (parent, _), no_room in zip(parents, answers,
+                                                                    strict=True) if no_room}
 
     def _operations(self, batch: Batch) -> list[tuple[str, str]]:
         """The batch as apply.lua's operations: ``(a key, the operation lines)``, one pair

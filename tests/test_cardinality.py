@@ -1,0 +1,118 @@
+"""The cardinality guard: a parent holds at most MAX_CHILDREN children; events under further
+new children are counted under "__other__", exactly, and cost one series however many names
+arrive. Pure fold, then the store on real Redis (and fakeredis)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from hailwhale import query
+from hailwhale.aggregate import aggregate
+from hailwhale.cardinality import OTHER, fold
+from hailwhale.event import parse_event
+from hailwhale.store import Store
+
+
+def batch_of(settings, now, *raws):
+    return aggregate([parse_event(raw, settings, now) for raw in raws], settings.periods,
+                     settings.tz, now)
+
+
+def hits_by_path(batch, index=0):
+    totals: dict = {}
+    for (_pk, path, period, _ordinal), sums in batch.counters.items():
+        if period == index:
+            totals[path] = totals.get(path, 0) + sums["hits"]
+    return totals
+
+
+def test_fold_counts_refused_children_under_other_and_drops_their_levels(settings):
+    now = time.time()
+    batch = batch_of(settings, now, {"dimensions": ["site", "a", "x"]},
+                     {"dimensions": ["site", "b", "y"]}, {"dimensions": ["site", "c"]},
+                     {"dimensions": ["site", "c", "z"]})
+    folded = hits_by_path(fold(batch, {("", ("site",)): {"b", "c"}}))
+    nano = 10**9  # counters are kept in billionths
+    assert folded == {(): 4 * nano, ("site",): 4 * nano, ("site", "a"): nano,
+                      ("site", "a", "x"): nano, ("site", OTHER): 3 * nano}
+    children = fold(batch, {("", ("site",)): {"b", "c"}}).children
+    assert set(children[("", ("site",))]) == {"a", OTHER}
+    assert ("", ("site", "b")) not in children and ("", ("site", "c")) not in children
+    assert fold(batch, {}) is batch
+
+
+@pytest.fixture
+def capped(client, settings):
+    return Store(client, dataclasses.replace(settings, max_children=5))
+
+
+def totals(store, now, **params):
+    answer = query.totals(store, query.parse_query(params, store.settings, now))
+    return {tuple(row["dimension"]): row["totals"]["hits"] for row in answer["totals"]}
+
+
+def test_a_parent_keeps_its_cap_and_every_total_stays_exact(capped, clock):
+    now = clock.now
+    capped.count([parse_event({"dimensions": ["pages", f"p{i}", "deep"]}, capped.settings,
+                              now) for i in range(20)], now)
+    capped.count([parse_event({"dimensions": ["pages", f"p{i}"]}, capped.settings, now)
+                  for i in (0, 1, 17, 18, 19)], now)  # old children count, new ones fold
+    children = capped.children("", ("pages",))
+    assert len(children) == 6 and OTHER in children
+    shown = totals(capped, now, dimensions="pages", depth="1", threshold="0")
+    assert shown[("pages",)] == 25
+    assert sum(v for path, v in shown.items() if len(path) == 2) == 25
+    assert shown[("pages", OTHER)] == 15 + 3
+    assert shown[("pages", "p0")] == 2
+    # /dimensions lists __other__ for drill-down; nothing is kept below it.
+    listed = query.dimensions(capped, "", ("pages",))
+    assert OTHER in [child["name"] for child in listed["children"]]
+    assert capped.children("", ("pages", OTHER)) == []
+
+
+def test_concurrent_writers_never_pass_the_cap(real_client, settings, clock):
+    store = Store(real_client, dataclasses.replace(settings, max_children=50))
+    now = clock.now
+
+    def writer(offset):
+        for start in range(0, 200, 20):
+            store.count([parse_event({"dimensions": ["c", f"w{offset}-{i}"]}, store.settings,
+                                     now) for i in range(start, start + 20)], now)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    children = store.children("", ("c",))
+    assert len(children) == 51 and OTHER in children  # 50 and __other__, never more
+    assert totals(store, now, dimensions="c", depth="1", threshold="0")[("c",)] == 800
+    assert sum(v for p, v in totals(store, now, dimensions="c", depth="1",
+                                    threshold="0").items() if len(p) == 2) == 800
+
+
+def test_a_flood_of_new_names_costs_what_the_cap_allows(real_client, settings, clock):
+    """200,000 events, each under a page name never seen before, in batches of 10,000: Redis
+    grows by about what 1,000 children cost, not by 200,000 series."""
+    store = Store(real_client, settings)  # the default cap, 1,000
+    now = clock.now
+
+    def flood(first, count):
+        for start in range(first, first + count, 10_000):
+            store.count([parse_event({"dimensions": ["site", f"page-{i}"]}, settings, now)
+                         for i in range(start, min(start + 10_000, first + count))], now)
+
+    flood(0, 1_000)  # fills the cap
+    filled = real_client.info("memory")["used_memory"]
+    flood(1_000, 200_000)
+    grown = real_client.info("memory")["used_memory"] - filled
+    assert len(store.children("", ("site",))) == 1_001
+    assert totals(store, now, dimensions="site")[("site",)] == 201_000
+    # 200,000 new series would take tens of megabytes; folded, the growth is __other__'s
+    # few counters (and allocator noise).
+    assert grown < 1_000_000, grown
+    print(f"flood: 200,000 new names grew used_memory by {grown} bytes")
