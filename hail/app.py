@@ -19,6 +19,7 @@ from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
 from whale.web import (
     OPEN_WARNING,
+    App,
     Guard,
     gif_answer,
     handled,
@@ -52,7 +53,7 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
                clock: Callable[[], float] = time.time) -> bottle.Bottle:
     """The Hail WSGI app: events go to ``sink`` (which raises StoreUnavailable when it
     cannot take them); ``health`` reports the sink's state for ``/health``."""
-    app = bottle.Bottle()
+    app = App()
     install_common(app)
     guard = Guard(settings)
     if guard.open:

@@ -8,6 +8,7 @@ are reported by index with the reason, so the sender can dead-letter them and mo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from .aggregate import aggregate
@@ -16,6 +17,7 @@ from .event import parse_event
 from .store import Store
 
 MAX_BATCH_ID = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def check_batch_id(batch_id) -> str:
@@ -23,6 +25,9 @@ def check_batch_id(batch_id) -> str:
     if not isinstance(batch_id, str) or not batch_id or len(batch_id) > MAX_BATCH_ID:
         raise BadRequest("id", batch_id, f"a batch id is a string of 1 to {MAX_BATCH_ID} "
                          "characters")
+    if _UNSAFE.search(batch_id):
+        raise BadRequest("id", batch_id, "a batch id cannot hold control characters or "
+                         "lone surrogates")
     return batch_id
 
 

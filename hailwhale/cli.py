@@ -46,6 +46,18 @@ def _serve(app, host: str, port: int, what: str, settings: Settings) -> None:
         pass
 
 
+def redact(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for printing and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
 def cmd_demo(args, settings) -> None:
     from .demo import run
 
@@ -60,7 +72,7 @@ def cmd_whale(args, settings) -> None:
     check_exposure(settings, args.host, "whale", args.allow_open)
     store = Store.from_settings(settings, args.redis)
     store.ping()
-    print(f"store: {args.redis or settings.redis_url}", flush=True)
+    print(f"store: {redact(args.redis or settings.redis_url)}", flush=True)
     _serve(create_app(store, settings), args.host, args.port, "whale", settings)
 
 

@@ -6,6 +6,12 @@ the web apps can turn it into a 400 whose message says exactly what is wrong.
 
 from __future__ import annotations
 
+import reprlib
+
+# A bounded repr: a deeply nested value must not exhaust the stack while its error is built.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+
 
 class HailWhaleError(Exception):
     """Base class of every error HailWhale raises on purpose."""
@@ -55,7 +61,7 @@ class StoreUnavailable(HailWhaleError):
 
 def _quote(value: object, limit: int = 120) -> str:
     """``value`` as a short quoted string for an error message."""
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _REPR.repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return '"' + text.replace('"', '\\"') + '"'

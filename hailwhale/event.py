@@ -25,7 +25,9 @@ UNIQUE = "is_unique"
 _METRIC_NAME = re.compile(NAME)
 # Control characters (tabs, newlines, NUL ...) have no place in a name shown on a graph; the
 # store also relies on names never holding them (see hailwhale/lua/apply.lua).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Lone surrogates (JSON "\ud800") cannot be encoded as UTF-8 for Redis: refused here, in the
+# check Hail and Whale share, so Hail never accepts what Whale would refuse.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _MAX_METRIC_NAME = 64
 # Parameter -> its alias; both spellings are accepted, never both at once.
 ALIASES = {"dimensions": "dimension", "metrics": "metric", "pk": "category"}
@@ -92,6 +94,9 @@ def _maybe_json(value, param: str):
     if isinstance(value, str) and value.strip()[:1] in ('[', '{', '"'):
         try:
             return json.loads(value)
+        except RecursionError:
+            # json's decoder recurses per level: ~1,000 levels exhaust the stack.
+            raise BadRequest(param, value[:120], "JSON nested too deeply") from None
         except ValueError as exc:
             raise BadRequest(param, value, f"malformed JSON: {exc}") from None
     return value
@@ -106,7 +111,7 @@ def _name(value, param: str, settings: Settings | _Limits) -> str:
     if len(text) > settings.max_name_length:
         raise BadRequest(param, value, f"a name is at most {settings.max_name_length} characters")
     if _CONTROL.search(text):
-        raise BadRequest(param, value, "a name cannot hold control characters")
+        raise BadRequest(param, value, "a name cannot hold control characters or lone surrogates")
     return text
 
 
@@ -231,7 +236,7 @@ def _pk(value, settings: Settings) -> str:
     if len(text) > settings.max_name_length:
         raise BadRequest("pk", value, f"pk is at most {settings.max_name_length} characters")
     if _CONTROL.search(text):
-        raise BadRequest("pk", value, "pk cannot hold control characters")
+        raise BadRequest("pk", value, "pk cannot hold control characters or lone surrogates")
     return text
 
 

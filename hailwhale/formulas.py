@@ -6,7 +6,9 @@ parentheses. Dividing by zero gives 0, so a bucket with no hits has an average o
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ from .errors import BadRequest
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(rf"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>{NAME})|(?P<op>[-+*/()]))")
 MAX_LENGTH = 200
+_FLOAT_MAX = int(sys.float_info.max)
 
 Number = int | float
 _OPS: dict[str, Callable[[Number, Number], Number]] = {
@@ -39,8 +42,20 @@ class Formula:
         return self._tree[0] == "name"
 
     def evaluate(self, values: Mapping[str, Number]) -> Number:
-        """The formula's value with ``values`` for its names (a missing name is 0)."""
-        return _evaluate(self._tree, values)
+        """The formula's value with ``values`` for its names (a missing name is 0).
+
+        A result a float cannot hold (an overflow, or beyond float's range, which JSON readers
+        take as Infinity) is None, JSON null: flot draws it as a gap. Never NaN or Infinity.
+        """
+        try:
+            result = _evaluate(self._tree, values)
+        except OverflowError:
+            return None
+        if isinstance(result, float) and not math.isfinite(result):
+            return None
+        if isinstance(result, int) and abs(result) > _FLOAT_MAX:
+            return None
+        return result
 
 
 def _evaluate(node: tuple, values: Mapping[str, Number]) -> Number:

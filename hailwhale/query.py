@@ -77,6 +77,8 @@ def _metric_list(value) -> list[str]:
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
+        except RecursionError:
+            raise BadRequest("metrics", value[:120], "JSON nested too deeply") from None
         except ValueError as exc:
             raise BadRequest("metrics", value, f"malformed JSON: {exc}") from None
     if isinstance(value, str):
@@ -134,8 +136,9 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
     ranking = query.ranking
     kinds = _kinds(registry, [ranking])
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
+    # A ranking that overflows (None) ranks as 0: it can neither be compared nor shared.
     parents = {query.path: _total(ranking, store.read(
-        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path])}
+        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path]) or 0}
     chosen: list[tuple[Path, float]] = []
     for _level in range(query.depth):
         candidates = [parent + (child,) for parent in parents
@@ -146,7 +149,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
                               buckets=False)
         kept = {}
         for path in candidates:
-            total = _total(ranking, readings[path])
+            total = _total(ranking, readings[path]) or 0
             parent_total = parents[path[:-1]]
             if _shown(total, parent_total, query.threshold):
                 kept[path] = total

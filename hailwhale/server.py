@@ -17,7 +17,24 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Logs requests through ``logging`` (at debug level) instead of stderr."""
+    """Logs requests through ``logging`` (at debug level) instead of stderr; answers what it
+    cannot parse with JSON, never an HTML page; refuses HTTP/0.9 (a request line with no
+    version, which would get an answer with no status line)."""
+
+    # A client that stops sending (a body shorter than its Content-Length, a slow client)
+    # frees its thread after this many seconds; the app then answers 400.
+    timeout = 30
+    error_content_type = "application/json"
+    error_message_format = '{"error": "%(code)d: %(message)s"}'
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # so the error has a status line
+            self.send_error(400, "request line: an HTTP version is required")
+            return False
+        return True
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         logging.getLogger("hailwhale.http").debug(format, *args)

@@ -346,11 +346,20 @@ def _overflow():
 
 @contextmanager
 def redis_errors():
-    """Turns a lost Redis connection into StoreUnavailable, so apps can answer 503."""
+    """Turns any Redis error (a lost connection, out of memory, a read-only replica, a
+    script error) into StoreUnavailable, so apps answer 503. The message names the kind of
+    failure only: the exception text may hold Redis' host and port, which anonymous clients
+    must not see (it stays in the chained exception, for the server log)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        raise StoreUnavailable("Redis is unavailable (connection lost or timed out)") from exc
+    except redis.ResponseError as exc:
+        # The reply's first word is Redis' error code (OOM, READONLY, ...): safe to show.
+        code = str(exc).split(" ", 1)[0][:20] if str(exc)[:1].isupper() else "ERR"
+        raise StoreUnavailable(f"Redis refused the command ({code})") from exc
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis failed ({type(exc).__name__})") from exc
 
 
 __all__ = ["Store", "Reading", "connect", "SUM", "UNIQUE"]

@@ -23,6 +23,9 @@ def parse_time(value, tz: tzinfo, param: str) -> float:
     year 5138 in seconds, is taken as ms) or ISO 8601 (a time with no zone is in ``tz``)."""
     if isinstance(value, bool):
         raise BadRequest(param, value, "a time is unix seconds or ISO 8601")
+    if isinstance(value, int) and abs(value) > 10**15:
+        # float() of an int past 1e308 raises OverflowError; no time is that large anyway.
+        raise BadRequest(param, value, "a time must lie between 1970 and 9999")
     if isinstance(value, (int, float)):
         ts = float(value)
     else:

@@ -24,6 +24,7 @@ from hailwhale.store import Store
 from . import assets
 from .web import (
     OPEN_WARNING,
+    App,
     Guard,
     gif_answer,
     handled,
@@ -42,7 +43,7 @@ def create_app(store: Store, settings: Settings | None = None,
                clock: Callable[[], float] = time.time) -> bottle.Bottle:
     """The Whale WSGI app, counting into and reading from ``store``."""
     settings = settings or store.settings
-    app = bottle.Bottle()
+    app = App()
     install_common(app)
     guard = Guard(settings)
     if guard.open:

@@ -70,7 +70,8 @@ def json_answer(payload: object, status: int = 200) -> str:
     """``payload`` as the JSON body of the response."""
     bottle.response.status = status
     bottle.response.content_type = "application/json"
-    return json.dumps(payload, separators=(",", ":"))
+    # allow_nan=False: NaN and Infinity are not JSON; emitting one is a bug, never an answer.
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 
 def gif_answer() -> bytes:
@@ -111,26 +112,85 @@ def handled(func: Callable) -> Callable:
 
 
 def body() -> bytes:
-    """The request body, refused past MAX_BODY."""
-    if bottle.request.content_length > MAX_BODY:
-        raise BodyTooLarge()
-    return bottle.request.body.read()
+    """The request body, refused past MAX_BODY. Read here rather than by Bottle, which
+    fails with a 500 on a non-numeric Content-Length and on a body shorter than it."""
+    environ = bottle.request.environ
+    cached = environ.get("hailwhale.body")
+    if cached is not None:
+        return cached
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not declared:
+        data = _read_chunked(environ)
+    else:
+        if declared and not declared.strip().isdigit():
+            raise BadRequest("Content-Length", declared, "must be a whole number of bytes")
+        length = int(declared or 0)
+        if length > MAX_BODY:
+            raise BodyTooLarge()
+        data = _read(environ["wsgi.input"], length, declared)
+    environ["hailwhale.body"] = data
+    return data
+
+
+def _read(stream, length: int, declared: str) -> bytes:
+    parts, left = [], length
+    while left > 0:
+        try:
+            part = stream.read(min(left, 65536))
+        except OSError:  # uWSGI: a timeout waiting for the rest of the body
+            part = b""
+        if not part:
+            raise BadRequest("body", f"{length - left} bytes", "the body is shorter than "
+                             f"its Content-Length ({declared})")
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _read_chunked(environ: dict) -> bytes:
+    """A chunked body with no Content-Length, refused as soon as it passes MAX_BODY."""
+    parts, size = [], 0
+    if "uwsgi.version" in environ:  # uWSGI does not de-chunk into wsgi.input
+        import uwsgi  # type: ignore[import-not-found]
+
+        read = uwsgi.chunked_read
+    else:
+        chunks = bottle.BaseRequest._iter_chunked(environ["wsgi.input"].read, 65536)
+        read = functools.partial(next, chunks, b"")
+    while True:
+        try:
+            part = read()
+        except (OSError, ValueError):
+            raise BadRequest("body", f"{size} bytes", "malformed chunked body") from None
+        if not part:
+            return b"".join(parts)
+        size += len(part)
+        if size > MAX_BODY:
+            raise BodyTooLarge()
+        parts.append(part)
 
 
 def posted_events() -> list:
     """The raw events of a POST body: one JSON object, a JSON list, NDJSON, or a form."""
-    text = body().decode("utf-8", "replace").strip()
+    raw = body()
     content_type = bottle.request.content_type or ""
     # `curl -d '{...}'` labels JSON as a form: the body's first character decides.
-    if content_type.startswith("application/x-www-form-urlencoded") and text[:1] not in "[{":
-        form = dict(bottle.request.forms.decode())
+    if content_type.startswith("application/x-www-form-urlencoded") and \
+            raw.lstrip()[:1] not in (b"[", b"{"):
+        # The same parser as GET's query string: escapes that are not UTF-8 are a 400.
+        form = parse_query_string(raw.decode("latin-1").strip())
         # A form's token is a credential, not a parameter of the event.
         bottle.request.environ[_FORM_TOKEN] = form.pop("token", None)
         return [form]
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body", raw[max(0, exc.start - 20): exc.start + 20],
+                         f"not UTF-8 at byte {exc.start}") from None
     if not text:
         raise BadRequest("body", "", "POST a JSON event, a JSON list of events, or NDJSON")
     try:
-        document = json.loads(text)
+        document = _loads(text, "body")
     except ValueError as whole_error:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
@@ -138,7 +198,7 @@ def posted_events() -> list:
         document = []
         for number, line in enumerate(lines, 1):
             try:
-                document.append(json.loads(line))
+                document.append(_loads(line, f"line {number}"))
             except ValueError as exc:
                 raise BadRequest(f"line {number}", line, f"malformed JSON: {exc}") from None
     events = document if isinstance(document, list) else [document]
@@ -200,9 +260,32 @@ def require_write(grant: auth.Grant, events) -> None:
 def posted_json() -> object:
     """The request body as one JSON document."""
     try:
-        return json.loads(body() or b"null")
+        return _loads(body() or b"null", "body")
     except ValueError as exc:
         raise BadRequest("body", "", f"malformed JSON: {exc}") from None
+
+
+def _loads(text: str | bytes, param: str) -> object:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        # json's decoder recurses per level: ~1,000 levels exhaust the stack.
+        raise BadRequest(param, text[:120], "JSON nested too deeply") from None
+
+
+class App(bottle.Bottle):
+    """A Bottle app that answers a request it cannot route (no path: a request line with
+    no HTTP version under uWSGI) with a JSON 400, and never with Bottle's HTML page."""
+
+    def __call__(self, environ, start_response):
+        if not isinstance(environ.get("PATH_INFO"), str) or \
+                not environ.get("REQUEST_METHOD"):
+            body = json.dumps({"error": "request line: a method, a path and an HTTP "
+                                        "version are required"}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
+        return super().__call__(environ, start_response)
 
 
 def install_common(app: bottle.Bottle) -> None:
@@ -221,8 +304,11 @@ def install_common(app: bottle.Bottle) -> None:
         for name, value in CORS.items():
             bottle.response.set_header(name, value)
 
-    for status in (404, 405, 413):
-        app.error(status)(_error_page)
+    # Every error status Bottle may answer by itself (a 500 included) is JSON, never its
+    # HTML page.
+    for status in bottle.HTTP_CODES:
+        if status >= 400:
+            app.error(status)(_error_page)
 
 
 CORS = {
@@ -234,6 +320,10 @@ CORS = {
 
 def _error_page(error: bottle.HTTPError) -> str:
     bottle.response.content_type = "application/json"
+    if error.status_code >= 500:
+        log.error("%s %s: %s", bottle.request.method, bottle.request.path,
+                  error.traceback or error.body)
+        return json.dumps({"error": f"{error.status}: internal error; see the server log"})
     return json.dumps({"error": f"{error.status}: {error.body or ''}".strip(": ")})
 
 
