@@ -40,6 +40,9 @@ from .store import Store, redis_errors
 PUBLISH_TIMEOUT = 5.0
 # A task that failed (Redis down) is retried after 1, 2, 4, ... seconds, at most this many
 # seconds apart.
+# Tries of a task that fails for a reason other than Redis being unavailable (a bug, an
+# input the core cannot handle) before its events go to the dead letters.
+MAX_UNEXPECTED_TRIES = 5
 MAX_RETRY_DELAY = 60
 # What publishing raises when the broker is away or refuses: kombu's wrapper, py-amqp's
 # protocol errors and nack, and plain socket errors (a refused connection, a timeout).
@@ -173,7 +176,9 @@ def count_events(self, items: list) -> dict:
     go to the dead-letter list with their reason, once. When the counting fails (Redis is
     unavailable, above all) the task is retried, under the same id, after 1, 2, 4, ...
     seconds, at most a minute apart, until it succeeds: nothing is acknowledged that is not
-    counted or dead-lettered."""
+    counted or dead-lettered. A failure that retrying cannot fix (anything but an
+    unavailable or refusing Redis) is tried MAX_UNEXPECTED_TRIES times, then the task's
+    events go to the dead letters with the reason, so one bad task never retries forever."""
     batch_id = self.request.id
     try:
         current = store()
@@ -189,12 +194,22 @@ def count_events(self, items: list) -> dict:
                 for r in answer["rejected"]]
         _dead_letter_once(current, batch_id, dead)
     except Exception as exc:
-        # Running a task again is always safe (its id is applied at most once), so any
+        # Running a task again is always safe (its id is applied at most once), so a
         # failure is retried rather than acknowledged: as hailwail keeps a batch that Whale
-        # did not confirm. An unexpected one is logged with its traceback, to be fixed.
+        # did not confirm. An unexpected one is logged with its traceback, to be fixed, and
+        # after a few tries its events are dead-lettered instead.
         delay = min(2 ** self.request.retries, MAX_RETRY_DELAY)
         if isinstance(exc, StoreUnavailable):
             log.warning("batch %s: %s; retrying in %ss", batch_id, exc, delay)
+        elif self.request.retries + 1 >= MAX_UNEXPECTED_TRIES:
+            log.exception("batch %s could not be counted in %d tries; dead-lettering it",
+                          batch_id, MAX_UNEXPECTED_TRIES)
+            reason = f"could not be counted in {MAX_UNEXPECTED_TRIES} tries: {_describe(exc)}"
+            try:
+                _dead_letter_once(store(), batch_id, [(json.dumps(items), reason)])
+            except StoreUnavailable as dead_exc:
+                raise self.retry(exc=dead_exc, countdown=delay) from exc
+            return {"batch": batch_id, "counted": 0, "rejected": 1, "duplicate": False}
         else:
             log.exception("batch %s could not be counted; retrying in %ss", batch_id, delay)
         try:

@@ -538,3 +538,30 @@ def test_beat_drains_a_hail_buffer_into_whale(broker, queue, processes, redis_se
     assert (stats.waiting, stats.in_flight, stats.dead) == (0, 0, 0)
     assert "Sending due task hailwail (hailwhale.tasks.drain_buffer)" in beat.log()
     assert "'events': 50" in worker.log() and "'events': 25" in worker.log()
+
+
+def test_a_task_failing_for_a_lasting_reason_is_dead_lettered_after_bounded_tries(
+        redis_server, monkeypatch):
+    # The task's own steps, in-process (Celery runs the retries eagerly): a failure that is
+    # not Redis being unavailable (here a bug in counting) is tried MAX_UNEXPECTED_TRIES
+    # times, then its events go to the dead letters instead of retrying forever.
+    client = connect(f"redis://127.0.0.1:{redis_server.port}/7")
+    client.flushdb()
+    store = Store(client, load_settings())
+    monkeypatch.setattr(tasks, "_store", store)
+    tries = []
+
+    def broken(*args, **kwargs):
+        tries.append(1)
+        raise RuntimeError("a bug in counting")
+
+    monkeypatch.setattr(tasks, "count_batch", broken)
+    items = events(3, "doomed")
+    task_id = str(uuid.uuid4())
+    answer = tasks.count_events.apply(args=(items,), task_id=task_id).get()
+    assert answer == {"batch": task_id, "counted": 0, "rejected": 1, "duplicate": False}
+    assert len(tries) == tasks.MAX_UNEXPECTED_TRIES
+    dead = [d for d in Buffer(client).dead_letters(100) if d["batch"] == task_id]
+    assert len(dead) == 1 and json.loads(dead[0]["event"]) == items
+    assert "a bug in counting" in dead[0]["reason"] and "5 tries" in dead[0]["reason"]
+    client.close()
