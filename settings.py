@@ -51,6 +51,9 @@ MAX_BUCKETS = 5000  # buckets one query may span.  Environment: HAILWHALE_MAX_BU
 # Children one dimension may hold; events under further new children are counted under its
 # child "__other__", so totals stay exact and made-up names cannot fill Redis.
 MAX_CHILDREN = 1000  # Environment: HAILWHALE_MAX_CHILDREN
+# Series x buckets one query may rank (depth over many children and a long window); past it
+# the query is refused with a 400. Environment: HAILWHALE_MAX_QUERY_CELLS
+MAX_QUERY_CELLS = 5_000_000
 
 # How long Whale remembers a batch id, so that a batch sent again (after a crash, a timeout)
 # is not counted twice. Longer than any batch can wait for a retry.

@@ -145,6 +145,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
                       for child in store.children(query.pk, parent, since=query.since)]
         if not candidates:
             break
+        _check_cost(store.settings, query, len(candidates), len(ordinals))
         readings = store.read(query.pk, candidates, kinds, query.period, ordinals,
                               buckets=False)
         kept = {}
@@ -159,6 +160,16 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
     if query.limit is not None:
         chosen = chosen[: query.limit]
     return [query.path] + [path for path, _ in chosen]
+
+
+def _check_cost(settings: Settings, query: Query, series: int, buckets: int) -> None:
+    """A query reads at most MAX_QUERY_CELLS (series x buckets): past it, a 400 that says how
+    to narrow it, rather than a worker busy (and growing) for minutes while counting waits."""
+    if series * buckets > settings.max_query_cells:
+        raise BadRequest("depth", query.depth,
+                         f"this query would rank {series:,} dimensions over {buckets:,} buckets, "
+                         f"more than MAX_QUERY_CELLS ({settings.max_query_cells:,}) series x "
+                         "buckets: lower depth, or narrow since/until, or choose a coarser period")
 
 
 def _shown(total, parent_total, threshold: float) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from hailwhale import query
 from hailwhale.aggregate import aggregate
 from hailwhale.cardinality import OTHER, fold
+from hailwhale.errors import BadRequest
 from hailwhale.event import parse_event
 from hailwhale.store import Store
 
@@ -116,3 +117,20 @@ def test_a_flood_of_new_names_costs_what_the_cap_allows(real_client, settings, c
     # few counters (and allocator noise).
     assert grown < 1_000_000, grown
     print(f"flood: 200,000 new names grew used_memory by {grown} bytes")
+
+
+def test_a_query_past_its_cost_bound_is_refused_naming_depth(client, settings, clock):
+    store = Store(client, dataclasses.replace(settings, max_query_cells=100 * 240))
+    now = clock.now
+    store.count([parse_event({"dimensions": ["wide", f"c{i}"]}, settings, now)
+                 for i in range(150)], now)
+    narrow = query.parse_query({"dimensions": "wide", "depth": "1", "since": "1h"},
+                               store.settings, now)
+    with pytest.raises(BadRequest, match="MAX_QUERY_CELLS") as refused:
+        query.plotpoints(store, narrow)
+    assert refused.value.param == "depth"
+    # The same ranking over a shorter window fits.
+    short = query.parse_query({"dimensions": "wide", "depth": "1", "since": "10m",
+                               "threshold": "0"},
+                              store.settings, now)
+    assert len(query.plotpoints(store, short)["series"]) > 1
