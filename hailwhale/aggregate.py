@@ -32,12 +32,27 @@ CellKey = tuple[str, Path, int, int]
 Buckets = tuple[tuple[int, int], ...]
 
 
-@lru_cache(maxsize=65536)
+# The expansion cache holds at most 16,384 entries of dimensions up to _CACHED_NAMES
+# characters in all: about 5 KiB an entry at worst, so 80 MiB at most whatever clients send
+# (a worst-case event, 16 branches x 8 levels of 200 characters, expands to about 58 KiB
+# and is never cached).
+_CACHED_NAMES = 256
+
+
 def _expansion(branches: tuple[Path, ...]) -> tuple[tuple[Path, ...], tuple[tuple[Path, str], ...]]:
     """Every path an event with ``branches`` is counted into, and its parent links.
-    Cached: a batch repeats the same dimensions many times."""
+    Cached, for short dimensions: a batch repeats the same dimensions many times."""
+    if sum(len(name) for branch in branches for name in branch) <= _CACHED_NAMES:
+        return _cached_expansion(branches)
+    return _expand(branches)
+
+
+def _expand(branches: tuple[Path, ...]) -> tuple[tuple[Path, ...], tuple[tuple[Path, str], ...]]:
     paths = tuple(expand(branches))
     return paths, tuple(parent_links(paths))
+
+
+_cached_expansion = lru_cache(maxsize=16384)(_expand)
 
 
 @dataclass

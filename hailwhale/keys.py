@@ -37,9 +37,19 @@ PKS = f"{PREFIX}:{{%pks}}"  # tagged, so a batch marker can sit in its slot
 CHUNK = 60
 
 
-@lru_cache(maxsize=65536)
+# Key parts and series tags are cached (a batch builds the same names into thousands of
+# keys), but only short ones, so each cache stays bounded by what it holds: 65,536 entries
+# of at most _CACHED characters, encoded at most three times longer (about 50 MiB in all
+# at worst), however many long names clients make up.
+_CACHED = 128
+
+
 def _part(text: str) -> str:
-    # Cached: a batch builds the same names into thousands of keys.
+    return _cached_part(text) if len(text) <= _CACHED else quote(text, safe="")
+
+
+@lru_cache(maxsize=65536)
+def _cached_part(text: str) -> str:
     return quote(text, safe="")
 
 
@@ -50,10 +60,18 @@ def _pk(pk: str) -> str:
     return _part(pk) or "%"
 
 
-@lru_cache(maxsize=65536)
 def series_tag(pk: str, path: Path) -> str:
     """The hash tag shared by every key of one series: ``{pk|dim|dim}``."""
+    if len(pk) + sum(len(part) for part in path) <= _CACHED:
+        return _cached_tag(pk, path)
+    return _tag(pk, path)
+
+
+def _tag(pk: str, path: Path) -> str:
     return "{" + _pk(pk) + "".join("|" + _part(part) for part in path) + "}"
+
+
+_cached_tag = lru_cache(maxsize=65536)(_tag)
 
 
 def chunk_of(ordinal: int) -> tuple[int, int]:

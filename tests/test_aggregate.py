@@ -95,3 +95,32 @@ def test_an_event_with_several_branches_counts_once_in_their_shared_prefixes():
     assert batch.counters[("", ("a", "c"), 0, ordinal)] == {"hits": 2 * 10**9}
     assert batch.uniques[("", (), 0, ordinal)] == {"v": {"u"}}
     assert batch.children[("", ("a",))] == {"b": NOW, "c": NOW}
+
+
+def test_the_caches_hold_no_long_names(settings):
+    """Worst-case events (16 branches x 8 levels of 200-character names, all new) are
+    counted without entering any per-process cache, so the caches stay bounded by what they
+    hold, not only by their entry counts."""
+    import random
+    import time
+
+    from hailwhale import aggregate as aggregation
+    from hailwhale import keys
+    from hailwhale.event import parse_event
+    from hailwhale.store import Store, connect
+
+    store = Store(connect("memory://"), settings)
+    caches = (aggregation._cached_expansion, keys._cached_tag, keys._cached_part)
+    store.count([parse_event({"dimensions": "short"}, settings, time.time())])
+    before = [cache.cache_info().currsize for cache in caches]
+    rng = random.Random(5)
+
+    def name():
+        return "".join(rng.choices("abcdefghij", k=200))
+
+    now = time.time()
+    worst = [parse_event({"dimensions": {name(): [name() for _ in range(7)]
+                                         for _ in range(16)}}, settings, now)
+             for _ in range(20)]
+    assert store.count(worst, now) == 20
+    assert [cache.cache_info().currsize for cache in caches] == before
