@@ -54,6 +54,9 @@ MAX_CHILDREN = 1000  # Environment: HAILWHALE_MAX_CHILDREN
 # Series x buckets one query may rank (depth over many children and a long window); past it
 # the query is refused with a 400. Environment: HAILWHALE_MAX_QUERY_CELLS
 MAX_QUERY_CELLS = 5_000_000
+# Distinct metric names one pk may hold; an event naming a new one past it is refused (a 400
+# from Whale's /count, a dead letter through hailwail). Environment: HAILWHALE_MAX_PK_METRICS
+MAX_PK_METRICS = 200
 
 # How long Whale remembers a batch id, so that a batch sent again (after a crash, a timeout)
 # is not counted twice. Longer than any batch can wait for a retry.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .aggregate import aggregate
 from .errors import BadRequest, CounterOverflow
 from .event import parse_event
-from .store import Store
+from .store import Store, over_cap
 
 MAX_BATCH_ID = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -46,6 +46,19 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
             indexes.append(index)
         except BadRequest as exc:
             rejected.append({"index": index, "error": str(exc)})
+    # Events naming a metric their pk has no room for (MAX_PK_METRICS) are refused alone.
+    refused = store.admit_metrics(events)
+    if refused:
+        kept = []
+        for index, event in zip(indexes, events, strict=True):
+            name = over_cap(event, refused)
+            if name is None:
+                kept.append((index, event))
+            else:
+                rejected.append({"index": index, "error": str(BadRequest(
+                    f"metrics.{name}", name, store._cap_reason(event.pk)))})
+        indexes, events = [i for i, _ in kept], [e for _, e in kept]
+        rejected.sort(key=lambda item: item["index"])
     answer = {"batch": batch_id, "counted": len(events), "rejected": rejected}
     batch = aggregate(events, settings.periods, settings.tz, now)
     try:

@@ -41,6 +41,7 @@ _ENV = {
     "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
     "HAILWHALE_MAX_CHILDREN": "MAX_CHILDREN",
     "HAILWHALE_MAX_QUERY_CELLS": "MAX_QUERY_CELLS",
+    "HAILWHALE_MAX_PK_METRICS": "MAX_PK_METRICS",
     "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
     "HAIL_BACKEND": "HAIL_BACKEND",
     "CELERY_BROKER_URL": "CELERY_BROKER_URL",
@@ -53,7 +54,7 @@ _ENV = {
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
-    "MAX_CHILDREN", "MAX_QUERY_CELLS", "BATCH_MEMORY", "HAILWAIL_INTERVAL",
+    "MAX_CHILDREN", "MAX_QUERY_CELLS", "MAX_PK_METRICS", "BATCH_MEMORY", "HAILWAIL_INTERVAL",
 )
 _STRINGS = (
     "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
@@ -81,6 +82,7 @@ class Settings:
     max_buckets: int = 5000
     max_children: int = 1000
     max_query_cells: int = 5_000_000
+    max_pk_metrics: int = 200
     batch_memory: int = 7 * 24 * 3600
     hail_backend: str = "redis"
     celery_broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"

@@ -20,7 +20,7 @@ from .aggregate import SUM, UNIQUE, Batch, aggregate
 from .cardinality import Refused, fold
 from .config import Settings
 from .dimensions import Path
-from .errors import ConfigurationError, CounterOverflow, StoreUnavailable
+from .errors import BadRequest, ConfigurationError, CounterOverflow, StoreUnavailable
 from .event import Event
 from .numbers import NANO, from_nanos, split
 from .periods import Period
@@ -31,6 +31,7 @@ APPLY_LUA = (_LUA / "apply.lua").read_text()
 US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 ADMIT_LUA = (_LUA / "admit.lua").read_text()
+ADMIT_METRICS_LUA = (_LUA / "admit_metrics.lua").read_text()
 
 
 def connect(url: str) -> redis.Redis:
@@ -69,6 +70,7 @@ class Store:
         self._apply = client.register_script(APPLY_LUA)
         self._uniques = client.register_script(UNIQUES_LUA)
         self._admit_script = client.register_script(ADMIT_LUA)
+        self._admit_metrics = client.register_script(ADMIT_METRICS_LUA)
         self._cluster = isinstance(client, RedisCluster)
 
     @classmethod
@@ -83,8 +85,15 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
     def count(self, events: Iterable[Event], now: float | None = None) -> int:
-        """Count checked events; returns how many were counted."""
+        """Count checked events; returns how many were counted. BadRequest, counting
+        nothing, when an event names a metric its pk has no room for (MAX_PK_METRICS)."""
         now = time.time() if now is None else now
+        events = list(events)
+        refused = self.admit_metrics(events)
+        for event in events:
+            name = over_cap(event, refused)
+            if name is not None:
+                raise BadRequest(f"metrics.{name}", name, self._cap_reason(event.pk))
         batch = aggregate(events, self.settings.periods, self.settings.tz, now)
         self.write(batch)
         return batch.events
@@ -128,6 +137,37 @@ class Store:
             if batch_id:
                 self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
         return True, record
+
+    def admit_metrics(self, events: Sequence[Event]) -> dict[str, set[str]]:
+        """The metric-name guard: per pk, the names ``events`` use that the pk has no room
+        for (it holds MAX_PK_METRICS names already), decided and reserved atomically in
+        Redis by admit_metrics.lua; one pipelined round trip."""
+        names: dict[str, dict[str, str]] = {}
+        for event in events:
+            found = names.setdefault(event.pk, {})
+            for name in event.metrics:
+                found.setdefault(name, SUM)
+            for name in event.uniques:
+                found.setdefault(name, UNIQUE)
+        if not names:
+            return {}
+        longest = max(p.retention for p in self.settings.periods)
+        pks = list(names.items())
+        with redis_errors():
+            pipe = None if self._cluster else self.redis.pipeline(transaction=False)
+            answers = [self._admit_metrics(
+                keys=[keys.metrics(pk)],
+                args=[self.settings.max_pk_metrics, longest,
+                      *(part for pair in kinds.items() for part in pair)],
+                client=pipe or self.redis) for pk, kinds in pks]
+            if pipe is not None:
+                answers = pipe.execute()
+        return {pk: set(no_room) for (pk, _), no_room in zip(pks, answers, strict=True)
+                if no_room}
+
+    def _cap_reason(self, pk: str) -> str:
+        return (f"pk {pk!r} already has MAX_PK_METRICS ({self.settings.max_pk_metrics}) "
+                "metric names; a new one is refused")
 
     def _admit(self, batch: Batch) -> Refused:
         """The cardinality guard: for every parent the batch counts children under, which of
@@ -331,6 +371,14 @@ class Store:
         """Whether Redis answers."""
         with redis_errors():
             return bool(self.redis.ping())
+
+
+def over_cap(event: Event, refused: dict[str, set[str]]) -> str | None:
+    """The first metric of ``event`` its pk had no room for (Store.admit_metrics), if any."""
+    no_room = refused.get(event.pk)
+    if not no_room:
+        return None
+    return next((name for name in (*event.metrics, *event.uniques) if name in no_room), None)
 
 
 @contextmanager

@@ -134,3 +134,26 @@ def test_a_query_past_its_cost_bound_is_refused_naming_depth(client, settings, c
                                "threshold": "0"},
                               store.settings, now)
     assert len(query.plotpoints(store, short)["series"]) > 1
+
+
+def test_a_pk_holds_at_most_max_pk_metrics_metric_names(client, settings, clock):
+    from hailwhale.batches import count_batch
+
+    store = Store(client, dataclasses.replace(settings, max_pk_metrics=4))  # hits + 3
+    now = clock.now
+    store.count([parse_event({"metrics": {"m1": 1, "m2": 2, "m3": 3}}, settings, now)], now)
+    with pytest.raises(BadRequest, match="MAX_PK_METRICS") as refused:
+        store.count([parse_event({"metrics": {"m1": 1}}, settings, now),
+                     parse_event({"metrics": {"m4": 1}}, settings, now)], now)
+    assert refused.value.param == "metrics.m4"
+    assert totals(store, now)[()] == 1  # nothing of the refused request was counted
+    # Through a delivered batch: the event naming a new metric is refused alone.
+    answer = count_batch(store, "b-metrics", [{"metrics": {"m2": 5}, "at": now},
+                                              {"metrics": {"visitors": "is_unique"},
+                                               "uid": "u", "at": now},
+                                              {"metrics": {"m3": 1}, "at": now}], now)
+    assert answer["counted"] == 2 and [r["index"] for r in answer["rejected"]] == [1]
+    assert "MAX_PK_METRICS" in answer["rejected"][0]["error"]
+    assert sorted(store.metric_kinds("")) == ["hits", "m1", "m2", "m3"]
+    # Another pk has room of its own.
+    store.count([parse_event({"pk": "other", "metrics": {"m4": 1}}, settings, now)], now)

@@ -37,10 +37,10 @@ def test_a_batch_is_pre_aggregated_into_one_write_per_counter(real_client, setti
     real_client.config_resetstat()
     store.count(batch, clock.now)
     stats = real_client.info("commandstats")
-    # One script call for the whole batch (and one of the cardinality guard per parent: the
-    # root); inside it, 2 paths (root, page) x 3 periods x 1 metric: six increments for ten
-    # thousand events.
-    assert stats["cmdstat_evalsha"]["calls"] == 2
+    # One script call for the whole batch (and the guards': one for the pk's metric names,
+    # one per parent, here the root); inside it, 2 paths (root, page) x 3 periods x 1
+    # metric: six increments for ten thousand events.
+    assert stats["cmdstat_evalsha"]["calls"] == 3
     assert stats["cmdstat_hincrby"]["calls"] == 6
     assert read_total(store, clock.now, ("page",)).total == 10_000
 
