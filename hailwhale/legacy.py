@@ -41,23 +41,26 @@ return 1
 """
 
 
-def rename_on_open(client: redis.Redis) -> None:
+def rename_on_open(client: redis.Redis, batches: bool = True) -> None:
     """rename_legacy_keys, where a store or buffer is opened: a Redis that cannot be reached
     yet is left for the next start (opening stays lazy; the first request reports it)."""
     try:
-        rename_legacy_keys(client)
+        rename_legacy_keys(client, batches)
     except (redis.ConnectionError, redis.TimeoutError):
         log.debug("Redis unreachable: legacy key names not checked")
 
 
-def rename_legacy_keys(client: redis.Redis) -> int:
+def rename_legacy_keys(client: redis.Redis, batches: bool = True) -> int:
     """Move every key found under an old name to its new one; how many were moved.
+    ``batches``: also a Hail buffer's per-batch keys, found by SCAN (a buffer's Redis is
+    small; Whale's store, which may hold millions of keys, is not scanned at every start).
 
     On Redis Cluster the old and new names lie in different slots, which one script cannot
     span: there the keys are reported, to be moved by hand with Hail and hailwail stopped."""
     found = [(old, new) for old, new in keys.LEGACY.items()]
-    for pattern, new_prefix in ((f"{keys.LEGACY_HAIL}:batch:*", f"{keys.HAIL}:batch:"),
-                                (f"{keys.LEGACY_HAIL}:dead:*", f"{keys.HAIL}:dead:")):
+    scanned = ((f"{keys.LEGACY_HAIL}:batch:*", f"{keys.HAIL}:batch:"),
+               (f"{keys.LEGACY_HAIL}:dead:*", f"{keys.HAIL}:dead:")) if batches else ()
+    for pattern, new_prefix in scanned:
         old_prefix = pattern[:-1]
         for key in client.scan_iter(match=pattern, count=1000):
             # A Whale batch marker of the pk "hail" is a string under the same pattern;

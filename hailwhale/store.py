@@ -80,7 +80,8 @@ class Store:
         from .legacy import rename_on_open
 
         client = connect(url or settings.redis_url)
-        rename_on_open(client)
+        # The fixed names only (/pks, and the dead letters Celery workers keep here).
+        rename_on_open(client, batches=False)
         return cls(client, settings)
 
     # -- writes ------------------------------------------------------------------------
