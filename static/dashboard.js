@@ -58,7 +58,7 @@ $(function () {
     $crumb.append(path.length ? link('Overall', function () { update({dimensions: []}); })
                               : $('<span class="here">Overall</span>'));
     $.each(path, function (i, name) {
-      $crumb.append(' › ');
+      $crumb.append(document.createTextNode(' › '));
       if (i === path.length - 1) {
         $crumb.append($('<span class="here"></span>').text(name));
       } else {
@@ -72,7 +72,7 @@ $(function () {
     api('/dimensions', {pk: state.pk, dimensions: JSON.stringify(state.dimensions)})
       .done(function (answer) {
         var $list = $('#children').empty();
-        if (!answer.children.length) { $list.append('<li class="none">none</li>'); }
+        if (!answer.children.length) { $list.append($('<li class="none"></li>').text('none')); }
         $.each(answer.children, function (_, child) {
           $list.append($('<li></li>').append(
             link(child.name, function () { update({dimensions: child.dimension}); })
