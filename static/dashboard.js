@@ -1,13 +1,55 @@
 /* HailWhale's dashboard: choose a pk, a dimension (drill down), metrics and a period; the
  * graph (jquery.hailwhale.js) and the totals beside it follow live. The choice is kept in
- * the address (#...), so a view can be bookmarked and shared. */
+ * the address (#...), so a view can be bookmarked and shared.
+ *
+ * A HailWhale with a secret needs a read token: the first answer 401 or 403 shows a form
+ * that keeps the token in localStorage. A share link /#token=<token> takes its token for
+ * this tab only (sessionStorage, preferred), and drops it from the address. */
 $(function () {
   'use strict';
 
   var base = window.location.pathname.replace(/\/[^/]*$/, '');
+  var TOKEN_KEY = 'hailwhale.token';
+  takeSharedToken();
+  var token = storedToken('sessionStorage') || storedToken('localStorage');
+  var started = false;
   var state = $.extend({pk: '', dimensions: [], metrics: ['hits'], period: '', since: '1h',
                         depth: 1, threshold: 0.1, live: true}, readHash());
   var $graph = $('#graph');
+
+  function takeSharedToken() {
+    var match = /^#token=([^&]+)$/.exec(window.location.hash);
+    if (!match) { return; }
+    try {
+      window.sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    } catch (e) { /* no storage: the token is gone with the address */ }
+    // Out of the visible address (and of what is copied from it, and of the history).
+    window.history.replaceState(null, '', window.location.pathname + window.location.search);
+  }
+
+  function storedToken(storage) {
+    try {
+      return window[storage].getItem(TOKEN_KEY) || '';
+    } catch (e) {
+      return '';
+    }
+  }
+
+  function showAccess() {
+    $('#share-badge').prop('hidden', !token || token !== storedToken('sessionStorage'));
+    $('#forget-token').prop('hidden', !token);
+  }
+
+  function askForToken(reason) {
+    $('#token-error').text(token && reason ? reason : '');
+    $('#token-form').prop('hidden', false);
+    $('#token').trigger('focus');
+  }
+
+  function denied(xhr) {
+    if (xhr.status !== 401 && xhr.status !== 403) { return; }
+    askForToken(xhr.responseJSON && xhr.responseJSON.error);
+  }
 
   function readHash() {
     try {
@@ -22,7 +64,8 @@ $(function () {
   }
 
   function api(path, params) {
-    return $.getJSON(base + path, params);
+    return $.ajax({url: base + path, data: params, dataType: 'json',
+                   headers: token ? {Authorization: 'Bearer ' + token} : {}}).fail(denied);
   }
 
   function parseMetrics(text) {
@@ -33,7 +76,7 @@ $(function () {
   function graphOptions() {
     return {url: base, pk: state.pk, dimensions: state.dimensions, metrics: state.metrics,
             period: state.period, since: state.since, depth: state.depth,
-            threshold: state.threshold, live: state.live};
+            threshold: state.threshold, live: state.live, token: token};
   }
 
   function update(changes) {
@@ -58,7 +101,7 @@ $(function () {
     $crumb.append(path.length ? link('Overall', function () { update({dimensions: []}); })
                               : $('<span class="here">Overall</span>'));
     $.each(path, function (i, name) {
-      $crumb.append(' › ');
+      $crumb.append(document.createTextNode(' › '));
       if (i === path.length - 1) {
         $crumb.append($('<span class="here"></span>').text(name));
       } else {
@@ -72,7 +115,7 @@ $(function () {
     api('/dimensions', {pk: state.pk, dimensions: JSON.stringify(state.dimensions)})
       .done(function (answer) {
         var $list = $('#children').empty();
-        if (!answer.children.length) { $list.append('<li class="none">none</li>'); }
+        if (!answer.children.length) { $list.append($('<li class="none"></li>').text('none')); }
         $.each(answer.children, function (_, child) {
           $list.append($('<li></li>').append(
             link(child.name, function () { update({dimensions: child.dimension}); })
@@ -140,6 +183,9 @@ $(function () {
     }));
     if (!state.period) { state.period = periods.periods[0].name; }
     $('#period').val(state.period);
+    if (token && pks.pks.length && $.inArray(state.pk, pks.pks) < 0) {
+      state.pk = pks.pks[0];  // a token shows the pks it covers, and only those
+    }
     var names = $.inArray(state.pk, pks.pks) >= 0 ? pks.pks : [state.pk].concat(pks.pks);
     $('#pk').empty().append($.map(names, function (pk) {
       return $('<option></option>').attr('value', pk).text(pk === '' ? '(default)' : pk);
@@ -151,19 +197,55 @@ $(function () {
     $('#live').prop('checked', !!state.live);
   }
 
-  $.when(api('/periods'), api('/pks')).done(function (periods, pks) {
-    fillControls(periods[0], pks[0]);
-    writeHash();
-    $graph.on('hailwhale:drawn', function (event, answer) { renderTotals(answer); })
-      .on('hailwhale:drill', function (event, dimension) {
-        state.dimensions = dimension;
-        writeHash();
-        loadChildren();
-      })
-      .hailwhale(graphOptions());
-    loadChildren();
-    loadMetrics();
+  function start() {
+    showAccess();
+    $.when(api('/periods'), api('/pks')).done(function (periods, pks) {
+      $('#token-form').prop('hidden', true);
+      fillControls(periods[0], pks[0]);
+      writeHash();
+      if (started) {
+        $graph.hailwhale('option', graphOptions());
+      } else {
+        started = true;
+        $graph.on('hailwhale:drawn', function (event, answer) { renderTotals(answer); })
+          .on('hailwhale:drill', function (event, dimension) {
+            state.dimensions = dimension;
+            writeHash();
+            loadChildren();
+          })
+          .on('hailwhale:error', function (event, reason, status) {
+            if (status === 401 || status === 403) { askForToken(reason); }
+          })
+          .hailwhale(graphOptions());
+      }
+      loadChildren();
+      loadMetrics();
+    });
+  }
+
+  $('#token-form').on('submit', function (event) {
+    event.preventDefault();
+    token = $.trim($('#token').val());
+    if (!token) { return; }
+    try {
+      window.sessionStorage.removeItem(TOKEN_KEY);  // a share link's token did not do
+      window.localStorage.setItem(TOKEN_KEY, token);
+    } catch (e) { /* kept for this page only */ }
+    $('#token').val('');
+    start();
   });
+  $('#forget-token').on('click', function (event) {
+    event.preventDefault();
+    try {
+      window.sessionStorage.removeItem(TOKEN_KEY);
+      window.localStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* nothing kept */ }
+    token = '';
+    if (started) { $graph.hailwhale('option', {token: ''}); }
+    start();
+  });
+
+  start();
 
   $('#pk').on('change', function () { update({pk: $(this).val(), dimensions: []}); });
   $('#period').on('change', function () { update({period: $(this).val()}); });

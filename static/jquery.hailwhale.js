@@ -16,9 +16,14 @@
  * down into it. With `live`, it polls and redraws in place, without flicker; when Whale cannot
  * be reached it says so on the graph and keeps retrying, backing off up to a minute.
  *
+ * With `token` (a read token, see the README's Security section) every request carries it
+ * as `Authorization: Bearer <token>`; a 401 or 403 answer is shown on the graph and stops
+ * the polling. Labels are user input (dimension names): the legend gets them HTML-escaped,
+ * everything else is set as text, never as markup.
+ *
  * The element carries data-hailwhale-state = loading | drawn | unreachable | error, and
- * triggers `hailwhale:drawn` (with the answer), `hailwhale:error` and `hailwhale:drill`
- * (with the new dimension path). Methods: $(el).hailwhale('refresh'),
+ * triggers `hailwhale:drawn` (with the answer), `hailwhale:error` (with the reason and the
+ * HTTP status) and `hailwhale:drill` (with the new dimension path). Methods: $(el).hailwhale('refresh'),
  * $(el).hailwhale('option', {...}) to change options and redraw, $(el).hailwhale('destroy').
  */
 (function ($) {
@@ -38,6 +43,7 @@
     sort: '',             // the metric or formula children are ranked by
     live: false,          // true (a third of a bucket, 2 to 10 s) or a number of seconds
     drill: true,          // clicking a child drills down into it
+    token: '',            // a read token, sent as Authorization: Bearer <token>
     flot: {}              // extra flot options, merged over the plugin's
   };
   var MAX_BACKOFF = 60;
@@ -49,6 +55,13 @@
     ' .hailwhale .legend { z-index: 1; cursor: pointer; pointer-events: auto !important; }' +
     // flot sizes the legend from a text measure that can fall a few pixels short.
     ' .hailwhale .legendLayer { overflow: visible; }';
+
+  // flot 4 pastes legend.labelFormatter(label) into an SVG string: labels (dimension names,
+  // user input) must be escaped on their way there.
+  function escapeHTML(text) {
+    return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+      .replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  }
 
   function addStyles() {
     if (!$('style#hailwhale-styles').length) {
@@ -112,9 +125,11 @@
     var self = this;
     clearTimeout(this.timer);
     if (this.request) { this.request.abort(); }
+    var token = this.options.token;
     this.request = $.ajax({
       url: this.options.url.replace(/\/$/, '') + '/plotpoints',
-      data: this.query(), dataType: 'json', timeout: 15000
+      data: this.query(), dataType: 'json', timeout: 15000,
+      headers: token ? {Authorization: 'Bearer ' + token} : {}
     }).done(function (answer) {
       self.failures = 0;
       self.$status.hide();
@@ -123,11 +138,13 @@
     }).fail(function (xhr, status) {
       if (status === 'abort') { return; }
       var answer = xhr.responseJSON;
-      if (answer && answer.error && xhr.status >= 400 && xhr.status < 500) {
-        // Bad options: retrying cannot help, say what Whale said.
+      var denied = xhr.status === 401 || xhr.status === 403;
+      if (denied || (answer && answer.error && xhr.status >= 400 && xhr.status < 500)) {
+        // Bad options or no (good) token: retrying cannot help, say what Whale said.
+        var reason = answer && answer.error ? answer.error : 'HTTP ' + xhr.status;
         self.state('error');
-        self.$status.text('HailWhale: ' + answer.error).show();
-        self.$el.trigger('hailwhale:error', [answer.error]);
+        self.$status.text('HailWhale: ' + reason).show();
+        self.$el.trigger('hailwhale:error', [reason, xhr.status]);
         return;
       }
       self.failures += 1;
@@ -136,7 +153,7 @@
       self.$status.text('Whale cannot be reached' +
         (xhr.status ? ' (HTTP ' + xhr.status + ')' : '') + '; retrying in ' + wait + ' s')
         .show();
-      self.$el.trigger('hailwhale:error', ['unreachable']);
+      self.$el.trigger('hailwhale:error', ['unreachable', xhr.status]);
       self.schedule(wait);
     });
   };
@@ -183,7 +200,7 @@
         xaxis: {mode: 'time', timeBase: 'milliseconds', timezone: 'browser'},
         yaxes: yaxes.length ? yaxes : [{}],
         grid: {hoverable: true, clickable: true, borderWidth: 1, borderColor: '#ccc'},
-        legend: {show: true, position: 'nw'}
+        legend: {show: true, position: 'nw', labelFormatter: escapeHTML}
       }, this.options.flot));
       this.legendClicks();
     }
@@ -192,15 +209,15 @@
   };
 
   Graph.prototype.legendClicks = function () {
-    // Legend entries of children drill down too: easier to hit than a thin line.
+    // Legend entries of children drill down too: easier to hit than a thin line. An entry
+    // is matched by its place among the legend's entries, which is its series' index (the
+    // plugin does not sort the legend), never by its text: labels are user input.
     var self = this;
-    this.$el.off('click.hailwhale').on('click.hailwhale', '.legendLayer text, .legend td',
-      function () {
-        var text = $(this).text();
-        $.each(self.series, function (_, s) {
-          if (s.label === text) { self.drill(s.dimension); return false; }
-        });
-      });
+    this.$el.off('click.hailwhale').on('click.hailwhale', '.legendLayer g', function () {
+      var index = $(this).closest('.legendLayer').find('g').index(this);
+      var s = self.series[index];
+      if (s) { self.drill(s.dimension); }
+    });
   };
 
   Graph.prototype.hover = function (event, pos, item) {
@@ -268,4 +285,5 @@
   };
   $.fn.hailwhale.defaults = DEFAULTS;
   $.fn.hailwhale.formatNumber = formatNumber;
+  $.fn.hailwhale.escapeHTML = escapeHTML;
 }(jQuery));

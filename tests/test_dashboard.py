@@ -278,3 +278,255 @@ def test_a_new_user_sees_the_demo_move_within_seconds(page, tmp_path):
     finally:
         demo.terminate()
         demo.wait(10)
+
+
+# Dimension and pk names that run script wherever they are pasted into HTML or SVG markup.
+P1 = '<img src=x onerror="window.__xss=1">'
+P2 = '"><script>window.__xss=2</script>'
+P3 = '</tspan><image href=x onerror="window.__xss=3"/>'
+PAYLOAD_PK = P1 + P2
+PAYLOAD_EVENTS = [
+    {"dimensions": json.dumps({P1: P3}), "metrics": '{"hits": 1000}'},
+    {"dimensions": json.dumps({P2: P1}), "metrics": '{"hits": 1000}'},
+    {"dimensions": json.dumps([P3]), "metrics": '{"hits": 1000}'},
+]
+
+
+def count_payloads(whale):
+    for event in PAYLOAD_EVENTS:
+        whale.count(pk=PAYLOAD_PK, **event)
+
+
+def watch_dialogs(page):
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+
+
+def assert_no_script_ran(page):
+    assert page.evaluate("() => window.__xss") is None
+    assert page.dialogs == []
+    assert page.problems == []  # a blocked inline script would be a CSP console error
+
+
+def legend_texts(page):
+    return page.locator("#graph .legendLayer text").all_text_contents()
+
+
+def drawn_labels(page):
+    """The labels in the order the graph has them (equal totals rank in any order)."""
+    return [s["label"] for s in series(page)]
+
+
+def wait_for_dimension(page, dimension):
+    page.wait_for_function("""(want) => {
+        const g = $('#graph').data('hailwhale');
+        return g.answer && JSON.stringify(g.answer.dimension) === JSON.stringify(want);
+    }""", arg=dimension, timeout=10_000)
+    page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=10_000)
+
+
+def test_xss_payload_names_are_shown_literally_and_never_run(page, whale):
+    import urllib.parse
+
+    count_payloads(whale)
+    watch_dialogs(page)
+    state = {"pk": PAYLOAD_PK, "metrics": ["hits"], "since": "1h", "depth": 1}
+    page.goto(f"{whale.url}/#" + urllib.parse.quote(json.dumps(state)))
+    page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+    labels = drawn_labels(page)
+    assert labels[0] == "Overall" and sorted(labels[1:]) == sorted([P1, P2, P3])
+    assert legend_texts(page) == labels
+    assert PAYLOAD_PK in page.locator("#pk option").all_text_contents()
+    assert page.locator("#pk").input_value() == PAYLOAD_PK
+    page.wait_for_selector("#children a.child")
+    assert sorted(page.locator("#children a").all_text_contents()) == sorted([P1, P2, P3])
+    page.wait_for_function("() => $('#totals tbody tr').length === 4", timeout=5_000)
+    assert [row.split("\t")[0] for row in page.locator("#totals tbody tr").all_inner_texts()
+            ] == labels
+    assert_no_script_ran(page)
+
+    # Into P1 through the children list: its child P3 in the legend, breadcrumb, totals.
+    page.locator("#children a.child").get_by_text(P1, exact=True).click()
+    wait_for_dimension(page, [P1])
+    assert legend_texts(page) == [P1, f"{P1} / {P3}"]
+    assert page.locator("#breadcrumb").inner_text() == f"Overall › {P1}"
+    page.wait_for_function("(name) => $('#children a.child').text() === name", arg=P3,
+                           timeout=5_000)
+    page.wait_for_function("() => $('#totals tbody tr').length === 2", timeout=5_000)
+    assert page.locator("#totals tbody tr td:first-child").all_text_contents() == [
+        P1, f"{P1} / {P3}"]
+    assert_no_script_ran(page)
+
+    # Back up, then into P2 by a click on its legend entry (matched by its index).
+    page.click("#breadcrumb a:text('Overall')")
+    wait_for_dimension(page, [])
+    index = [s["dimension"] for s in series(page)].index([P2])
+    page.locator("#graph .legendLayer g").nth(index).locator("text").click()
+    wait_for_dimension(page, [P2])
+    assert legend_texts(page) == [P2, f"{P2} / {P1}"]
+    assert page.locator("#breadcrumb").inner_text() == f"Overall › {P2}"
+    # And on into P2's child P1, by its legend entry too: the last level.
+    page.locator("#graph .legendLayer g").nth(1).locator("text").click()
+    wait_for_dimension(page, [P2, P1])
+    assert page.locator("#breadcrumb").inner_text() == f"Overall › {P2} › {P1}"
+    assert legend_texts(page) == [f"{P2} / {P1}"]
+    assert_no_script_ran(page)
+
+
+def test_xss_plugin_escapes_labels_in_a_page_without_csp(page, whale, tmp_path):
+    """Where no Content-Security-Policy would stop an injected handler, the escaping alone
+    keeps the payloads text."""
+    count_payloads(whale)
+    watch_dialogs(page)
+    pk_js = json.dumps(PAYLOAD_PK).replace("</", "<\\/")  # no </script> inside the script
+    (tmp_path / "admin.html").write_text(f"""<!DOCTYPE html><html>
+      <head><link rel="icon" href="data:,"></head><body>
+      <div id="graph" style="width: 900px; height: 320px"></div>
+      <script src="{whale.url}/static/vendor/jquery.min.js"></script>
+      <script src="{whale.url}/static/vendor/jquery.flot.js"></script>
+      <script src="{whale.url}/static/jquery.hailwhale.js"></script>
+      <script>
+        $('#graph').hailwhale({{url: '{whale.url}', pk: {pk_js},
+                               depth: 1, since: '1h'}});
+      </script></body></html>""")
+    handler = lambda *a: _AdminPages(*a, directory=str(tmp_path))  # noqa: E731
+    admin = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=admin.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{admin.server_port}/admin.html")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        page.wait_for_timeout(300)  # time for an image's error handler to run
+        labels = [s["label"] for s in series(page)]
+        assert sorted(labels) == sorted(["Overall", P1, P2, P3])
+        assert legend_texts(page) == labels
+        assert page.locator("#graph .legendLayer image, #graph .legendLayer img, "
+                            "#graph script").count() == 0
+        # The tooltip keeps the raw label.
+        assert P1 in page.evaluate(
+            "() => $('#graph').data('hailwhale').series.map(s => s.label)")
+        assert_no_script_ran(page)
+    finally:
+        admin.shutdown()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["/", "/static/jquery.hailwhale.js",
+                                  "/static/dashboard.js", "/static/vendor/jquery.flot.js"])
+def test_dashboard_assets_carry_csp_and_nosniff(whale, path):
+    answer = requests.get(whale.url + path, timeout=5)
+    assert answer.status_code == 200
+    csp = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "object-src 'none'" in csp
+    assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0]
+    assert csp == ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                   "img-src 'self' data:; object-src 'none'; base-uri 'none'")
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    if path == "/":
+        import re
+
+        # No inline script: every <script> has a src, no on...= handler attributes.
+        assert re.findall(r"<script(?![^>]*\ssrc=)", answer.text) == []
+        assert re.findall(r"\son[a-z]+\s*=", answer.text) == []
+
+
+def test_dashboard_api_answers_carry_nosniff(whale):
+    for path in ("/pks", "/plotpoints?since=1h", "/no-such-page"):
+        answer = requests.get(whale.url + path, timeout=5)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+SECRET = "a-test-secret-of-more-than-32-characters"
+
+
+@pytest.fixture
+def guarded_whale(redis_server):
+    from hailwhale.config import load_settings
+
+    settings = load_settings(environ={"HAILWHALE_SECRET": SECRET})
+    client = connect(redis_server.url.rsplit("/", 1)[0] + "/8")
+    client.flushdb()
+    store = Store(client, settings)
+    service = Whale(store)
+    from hailwhale import auth
+
+    writer = auth.issue(SECRET, "write", ["shop", "other"])
+    for pk in ("shop", "other"):
+        for event in SEED_EVENTS:
+            answer = requests.get(f"{service.url}/count", params={"pk": pk, **event},
+                                  headers={"Authorization": f"Bearer {writer}"}, timeout=5)
+            assert answer.ok, answer.text
+    yield service
+    service.stop()
+
+
+def test_dashboard_token_form_and_share_link(browser, guarded_whale, request):
+    from hailwhale import auth
+
+    reader = auth.issue(SECRET, "read", ["shop"])
+    context = browser.new_context(viewport={"width": 1400, "height": 760})
+    page = context.new_page()
+    watch_dialogs(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        page.goto(f"{guarded_whale.url}/")
+        form = page.locator("form#token-form")
+        form.wait_for(state="visible", timeout=10_000)
+        assert "This HailWhale needs a read token" in form.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "token-form.png"))
+        page.fill("input#token", reader)
+        page.press("input#token", "Enter")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        assert not form.is_visible()
+        assert page.evaluate("() => localStorage.getItem('hailwhale.token')") == reader
+        assert page.locator("#pk option").all_text_contents() == ["shop"]
+        assert page.evaluate("() => $('#graph').data('hailwhale').series[0].total") == 4
+        assert page.locator("#forget-token").is_visible()
+        assert not page.locator("#share-badge").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "token-entered.png"))
+        # Forgetting it asks again.
+        page.click("#forget-token")
+        form.wait_for(state="visible", timeout=10_000)
+        assert page.evaluate("() => localStorage.getItem('hailwhale.token')") is None
+        assert page.dialogs == []
+    finally:
+        context.close()
+
+    # A share link in a fresh browser: draws at once, and the address forgets the token.
+    context = browser.new_context(viewport={"width": 1400, "height": 760})
+    page = context.new_page()
+    watch_dialogs(page)
+    try:
+        page.goto(f"{guarded_whale.url}/#token={reader}")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        assert reader not in page.url and "token" not in page.url
+        assert not page.locator("form#token-form").is_visible()
+        assert page.locator("#share-badge").is_visible()
+        assert page.locator("#share-badge").inner_text() == "read-only link"
+        assert page.locator("#pk option").all_text_contents() == ["shop"]
+        assert page.locator("#pk").input_value() == "shop"
+        assert page.evaluate("() => sessionStorage.getItem('hailwhale.token')") == reader
+        assert page.evaluate("() => localStorage.getItem('hailwhale.token')") is None
+        page.screenshot(path=str(ARTIFACTS / "share-link.png"))
+        assert page.dialogs == []
+    finally:
+        context.close()
+
+
+def test_plugin_token_option_and_a_refused_token(page, guarded_whale):
+    from hailwhale import auth
+
+    other = auth.issue(SECRET, "read", ["other"])
+    page.goto(f"{guarded_whale.url}/")  # its jQuery and plugin, on the same origin
+    page.locator("form#token-form").wait_for(state="visible", timeout=10_000)
+    page.evaluate("""(token) => {
+        window.__errors = [];
+        $('#graph').off().removeData('hailwhale').empty()
+          .on('hailwhale:error', (e, reason, status) => window.__errors.push([reason, status]))
+          .hailwhale({pk: 'shop', token: token, live: 1});
+    }""", other)
+    page.wait_for_selector('#graph[data-hailwhale-state="error"]', timeout=10_000)
+    status = page.locator("#graph .hailwhale-status")
+    assert status.is_visible() and status.inner_text().startswith("HailWhale: ")
+    page.wait_for_timeout(2_500)  # live: 1 would have polled again
+    errors = page.evaluate("() => window.__errors")
+    assert len(errors) == 1 and errors[0][1] == 403

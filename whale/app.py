@@ -26,6 +26,7 @@ from .web import (
     OPEN_WARNING,
     App,
     Guard,
+    asset,
     gif_answer,
     handled,
     install_common,
@@ -164,7 +165,7 @@ def create_app(store: Store, settings: Settings | None = None,
 
     @app.get("/")
     def dashboard():
-        return bottle.static_file("dashboard.html", root=str(assets.static_dir()))
+        return asset(bottle.static_file("dashboard.html", root=str(assets.static_dir())))
 
     @app.get("/static/vendor/<name>")
     def vendor(name: str):
@@ -172,10 +173,10 @@ def create_app(store: Store, settings: Settings | None = None,
         if path is None:
             return json_answer({"error": f"{name} is not installed: {assets.INSTALL_HINT}"},
                                404)
-        return bottle.static_file(path.name, root=str(path.parent))
+        return asset(bottle.static_file(path.name, root=str(path.parent)))
 
     @app.get("/static/<name>")
     def static(name: str):
-        return bottle.static_file(name, root=str(assets.static_dir()))
+        return asset(bottle.static_file(name, root=str(assets.static_dir())))
 
     return app

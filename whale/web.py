@@ -303,6 +303,8 @@ def install_common(app: bottle.Bottle) -> None:
     def cors() -> None:
         for name, value in CORS.items():
             bottle.response.set_header(name, value)
+        # Every answer is what it says it is: a JSON error is never sniffed into a script.
+        bottle.response.set_header("X-Content-Type-Options", "nosniff")
 
     # Every error status Bottle may answer by itself (a 500 included) is JSON, never its
     # HTML page.
@@ -316,6 +318,23 @@ CORS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Authorization",
 }
+
+
+# The dashboard and the plugin's assets: no inline script, nothing from elsewhere. Inline
+# style stays allowed: the plugin sets element styles and adds one <style> for the legend,
+# and flot 4 builds its legend from markup with style attributes.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; object-src 'none'; base-uri 'none'")
+
+
+def asset(answer: bottle.HTTPResponse) -> bottle.HTTPResponse:
+    """A static answer (the dashboard, a script) with the page headers: static_file's
+    answer replaces the response the after_request hook sets headers on."""
+    answer.set_header("Content-Security-Policy", CSP)
+    answer.set_header("X-Content-Type-Options", "nosniff")
+    for name, value in CORS.items():
+        answer.set_header(name, value)
+    return answer
 
 
 def _error_page(error: bottle.HTTPError) -> str:
