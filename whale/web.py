@@ -178,7 +178,11 @@ def posted_events() -> list:
     if content_type.startswith("application/x-www-form-urlencoded") and \
             raw.lstrip()[:1] not in (b"[", b"{"):
         # The same parser as GET's query string: escapes that are not UTF-8 are a 400.
-        form = parse_query_string(raw.decode("latin-1").strip())
+        try:
+            form = parse_query_string(raw.decode("latin-1").strip())
+        except BadRequest as exc:
+            raise BadRequest("body", exc.value, "a form's percent-escapes and bytes must be "
+                             "UTF-8") from None
         # A form's token is a credential, not a parameter of the event.
         bottle.request.environ[_FORM_TOKEN] = form.pop("token", None)
         return [form]
@@ -270,6 +274,8 @@ def _loads(text: str | bytes, param: str) -> object:
         return json.loads(text)
     except RecursionError:
         # json's decoder recurses per level: ~1,000 levels exhaust the stack.
+        if isinstance(text, bytes):
+            text = text[:120].decode("utf-8", "replace")
         raise BadRequest(param, text[:120], "JSON nested too deeply") from None
 
 
