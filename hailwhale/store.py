@@ -404,8 +404,13 @@ def redis_errors():
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StoreUnavailable("Redis is unavailable (connection lost or timed out)") from exc
     except redis.ResponseError as exc:
-        # The reply's first word is Redis' error code (OOM, READONLY, ...): safe to show.
-        code = str(exc).split(" ", 1)[0][:20] if str(exc)[:1].isupper() else "ERR"
+        # redis-py names the errors it knows by class (OutOfMemoryError, ReadOnlyError, ...),
+        # dropping their code from the text; others keep Redis' code as the first word.
+        # Either is safe to show.
+        if type(exc) is not redis.ResponseError:
+            code = type(exc).__name__
+        else:
+            code = str(exc).split(" ", 1)[0][:20] if str(exc)[:1].isupper() else "ERR"
         raise StoreUnavailable(f"Redis refused the command ({code})") from exc
     except redis.RedisError as exc:
         raise StoreUnavailable(f"Redis failed ({type(exc).__name__})") from exc
