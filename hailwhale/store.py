@@ -154,17 +154,23 @@ class Store:
             return {}
         longest = max(p.retention for p in self.settings.periods)
         pks = list(names.items())
-        with redis_errors():
-            pipe = None if self._cluster else self.redis.pipeline(transaction=False)
-            answers = [self._admit_metrics(
-                keys=[keys.metrics(pk)],
-                args=[self.settings.max_pk_metrics, longest,
-                      *(part for pair in kinds.items() for part in pair)],
-                client=pipe or self.redis) for pk, kinds in pks]
-            if pipe is not None:
-                answers = pipe.execute()
+        answers = self._each(self._admit_metrics, [
+            (keys.metrics(pk), [self.settings.max_pk_metrics, longest,
+                                *(part for pair in kinds.items() for part in pair)])
+            for pk, kinds in pks])
         return {pk: set(no_room) for (pk, _), no_room in zip(pks, answers, strict=True)
                 if no_room}
+
+    def _each(self, script, calls: list[tuple[str, list]]) -> list:
+        """``script`` run once per ``(key, args)`` of ``calls``, in one pipelined round trip
+        (on a cluster, where scripts cannot be pipelined, one call each): the answers."""
+        with redis_errors():
+            if self._cluster:
+                return [script(keys=[key], args=args) for key, args in calls]
+            pipe = self.redis.pipeline(transaction=False)
+            for key, args in calls:
+                script(keys=[key], args=args, client=pipe)
+            return pipe.execute()
 
     def _cap_reason(self, pk: str) -> str:
         return (f"pk {pk!r} already has MAX_PK_METRICS ({self.settings.max_pk_metrics}) "
@@ -179,16 +185,10 @@ class Store:
         now = time.time()
         longest = max(p.retention for p in self.settings.periods)
         parents = list(batch.children.items())
-        with redis_errors():
-            # Scripts cannot be pipelined on a cluster: there, one call per parent.
-            pipe = None if self._cluster else self.redis.pipeline(transaction=False)
-            answers = [self._admit_script(keys=[keys.children(pk, parent)],
-                                          args=[self.settings.max_children, now - longest,
-                                                now, longest, *seen],
-                                          client=pipe or self.redis)
-                       for (pk, parent), seen in parents]
-            if pipe is not None:
-                answers = pipe.execute()
+        answers = self._each(self._admit_script, [
+            (keys.children(pk, parent), [self.settings.max_children, now - longest, now,
+                                         longest, *seen])
+            for (pk, parent), seen in parents])
         return {parent: set(no_room) for (parent, _), no_room in zip(parents, answers,
                                                                     strict=True) if no_room}
 
