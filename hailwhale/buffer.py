@@ -20,6 +20,7 @@ from . import keys
 from .store import connect, redis_errors
 
 _LUA = pathlib.Path(__file__).parent / "lua"
+POOL_SIZE = 32  # Redis connections per process (a Hail worker, hailwail)
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,13 @@ class Buffer:
 
         if url.startswith("memory://"):
             return cls(connect(url))
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
-                                      socket_connect_timeout=1, retry_on_timeout=False)
+        # A bounded pool: under gevent one worker serves up to a thousand requests at once,
+        # and each would otherwise open a Redis connection of its own. Past POOL_SIZE in use,
+        # a request waits for one (up to the same 2 s, then 503).
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=2, decode_responses=True,
+            socket_timeout=2, socket_connect_timeout=1, retry_on_timeout=False)
+        client = redis.Redis(connection_pool=pool)
         rename_on_open(client)  # keys under an earlier version's names
         return cls(client)
 

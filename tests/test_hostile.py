@@ -229,6 +229,49 @@ def test_a_body_shorter_than_its_content_length_is_a_400(wsgi, client):
     assert client.dbsize() == 0
 
 
+class _Dripping(io.RawIOBase):
+    """A body that gives ``size`` bytes per read and lets ``seconds`` pass on ``clock``
+    (time.monotonic, patched) at each: a client sending slowly."""
+
+    def __init__(self, body: bytes, size: int, seconds: float, clock: list[float]):
+        self.body, self.size, self.seconds, self.clock = body, size, seconds, clock
+
+    def read(self, n: int = -1) -> bytes:
+        self.clock[0] += self.seconds
+        part, self.body = self.body[:min(n, self.size)], self.body[min(n, self.size):]
+        return part
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_sent_too_slowly_is_a_408_and_nothing_stored(wsgi, client, monkeypatch,
+                                                             chunked):
+    """Past the grace, a body must keep coming at BODY_RATE: a byte a second into a large
+    Content-Length is cut (408), instead of holding its connection for days."""
+    from whale import web as plumbing
+
+    now = [1000.0]
+    monkeypatch.setattr(plumbing.time, "monotonic", lambda: now[0])
+    event = json.dumps({"dimensions": ["a" * 100, "b" * 100]}).encode()
+    body = event if not chunked else b"".join(
+        b"%x\r\n%s\r\n" % (len(event[i:i + 10]), event[i:i + 10])
+        for i in range(0, len(event), 10)) + b"0\r\n\r\n"
+    environ = _environ(b"", "" if chunked else str(len(event)))
+    if chunked:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input"] = _Dripping(body, 1, 1.0, now)  # one byte a second
+    status, error = _call(wsgi, environ)
+    assert (status, error["param"]) == (408, "body")
+    assert "bytes a second" in error["error"]
+    assert client.dbsize() == 0
+    # The same body at a good pace is counted.
+    environ = _environ(b"", "" if chunked else str(len(event)))
+    if chunked:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input"] = _Dripping(body, 64, 0.001, now)
+    status, answer = _call(wsgi, environ)
+    assert status == 200, answer
+
+
 @pytest.mark.parametrize("at", [str(10**400), "1e400", "-1e400", str(-(10**400)), "1e308"])
 def test_a_huge_at_is_a_400_naming_at(web, client, at):
     refused(post_json(web, '{"at": ' + at + "}"), "at")

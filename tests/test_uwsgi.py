@@ -13,8 +13,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +41,8 @@ INI = REPO / "uwsgi.ini"
 BIN = Path(sys.executable).parent
 UWSGI = BIN / "uwsgi"
 HAILWAIL = BIN / "hailwail"
-PORT_VARIABLE = {"whale": "WHALE_PORT", "hail": "HAIL_PORT", None: "WHALE_PORT"}
+PORT_VARIABLE = {"whale": "WHALE_PORT", "hail": "HAIL_PORT", "hail-behind-proxy": "HAIL_PORT",
+                 None: "WHALE_PORT"}
 # Variables that would change what the processes under test do: uWSGI takes any UWSGI_* as an
 # option, and the HailWhale settings would leak from the machine into the test.
 FOREIGN = ("UWSGI_", "HAILWHALE_", "WHALE_", "HAIL_", "CELERY_")
@@ -367,6 +370,22 @@ def test_default_section_serves_whale(redis_urls, tmp_path, stopped_at_teardown)
     assert whale.process.returncode == 0, whale.output()[-3000:]
 
 
+def test_hail_behind_a_proxy_runs_plain_workers(redis_urls, tmp_path, stopped_at_teardown):
+    """``uwsgi.ini:hail-behind-proxy``: the same app in one-request-at-a-time workers, with
+    harakiri, for a node whose proxy buffers requests (its events reach Hail's buffer)."""
+    hail = start_uwsgi("hail-behind-proxy", tmp_path, redis_urls)
+    stopped_at_teardown.append(hail)
+    hail.wait_ready(f"{hail.url}/health")
+    waiting = requests.get(f"{hail.url}/health", timeout=10).json()["waiting"]
+    answer = requests.get(f"{hail.url}/count", timeout=10, params={"pk": "uwsgi-proxied"})
+    assert answer.json() == {"ok": True, "accepted": 1}
+    assert requests.get(f"{hail.url}/health", timeout=10).json()["waiting"] == waiting + 1
+    hail.wait_all_loaded(4)
+    assert "gevent" not in hail.output() and "async cores" not in hail.output()
+    assert len(hail.workers()) == 4
+    assert hail.stop() == []
+
+
 @pytest.mark.parametrize("section, env, bound", [
     (None, {}, "8080"),
     ("whale", {}, "8080"),
@@ -376,6 +395,7 @@ def test_default_section_serves_whale(redis_urls, tmp_path, stopped_at_teardown)
     ("hail", {"WHALE_PORT": "9090", "HAIL_PORT": "9191"}, "9191"),
     (None, {"WHALE_PORT": ""}, "8080"),  # empty is unset (uWSGI would pick a random port)
     ("hail", {"HAIL_PORT": ""}, "8081"),
+    ("hail-behind-proxy", {"WHALE_PORT": "9090", "HAIL_PORT": "9191"}, "9191"),
 ])
 def test_ports_come_from_the_environment_with_defaults(section, env, bound, tmp_path):
     """The address each section binds, read from uWSGI's own --show-config. The host is
@@ -504,3 +524,113 @@ def test_uwsgi_refuses_to_serve_open_on_every_interface(section, redis_urls, tmp
     stopped_at_teardown.append(allowed)
     allowed.wait_ready(allowed.url + "/health")
     assert requests.get(allowed.url + "/health", timeout=10).json()["auth"] == "open"
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 10) -> bytes:
+    """Send ``request`` as bytes on a new connection, close our side, read the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(request)
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+RAW_REQUESTS = {
+    "no HTTP version": (b"GET /count\r\n\r\n", "request line"),
+    "not HTTP at all": (b"\x00\x01\x02 garbage\r\n\r\n", "request line"),
+    "Content-Length not a number": (
+        b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "Content-Length"),
+    "body shorter than Content-Length": (
+        b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{\"pk\":", "body"),
+    "escape that is not UTF-8": (b"GET /count?pk=%ff HTTP/1.0\r\n\r\n", "query"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW_REQUESTS))
+@pytest.mark.parametrize("app", ["hail", "whale"])
+def test_malformed_requests_are_json_400s_through_uwsgi(deployment, app, case):
+    """Bytes no HTTP client would send, straight onto uWSGI's socket: a JSON 400 naming what
+    is wrong, never uWSGI's or Python's HTML, and nothing buffered or counted."""
+    url = deployment.hail_url if app == "hail" else deployment.whale_url
+    waiting = requests.get(f"{deployment.hail_url}/health", timeout=10).json()["waiting"]
+    request, named = RAW_REQUESTS[case]
+    answer = raw_exchange(url, request)
+    head, _, content = answer.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n")[0]
+    assert status_line.split()[1:2] == [b"400"], answer[:300]
+    assert b"content-type: application/json" in head.lower(), head
+    assert json.loads(content)["error"].startswith(named), content
+    assert requests.get(f"{deployment.hail_url}/health", timeout=10).json()["waiting"] == waiting
+
+
+class SlowClients:
+    """``heads`` connections that send a request head, and ``bodies`` that send a POST's
+    head and then its body, each a few bytes every ``every`` seconds, never finishing."""
+
+    def __init__(self, url: str, heads: int, bodies: int, every: float = 1.0):
+        host, port = url.removeprefix("http://").split(":")
+        self.every, self.sockets, self.closed = every, [], threading.Event()
+        for i in range(heads + bodies):
+            conn = socket.create_connection((host, int(port)), timeout=10)
+            conn.setblocking(False)
+            if i < heads:
+                conn.sendall(b"GET /count?pk=slow HTTP/1.1\r\nHost: x\r\n")
+            else:
+                conn.sendall(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                             b"x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\npk=slow&")
+            self.sockets.append(conn)
+        self.dripper = threading.Thread(target=self._drip, daemon=True)
+        self.dripper.start()
+
+    def _drip(self) -> None:
+        while not self.closed.wait(self.every):
+            for i, conn in enumerate(self.sockets):
+                try:
+                    conn.send(b"X-Slow: 1\r\n" if i % 2 else b"x")  # a header line, or body
+                except OSError:
+                    pass
+
+    def still_open(self) -> int:
+        """How many of the connections the server has not closed."""
+        alive = 0
+        for conn in self.sockets:
+            try:
+                alive += conn.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                alive += 1
+            except OSError:
+                pass
+        return alive
+
+    def close(self) -> None:
+        self.closed.set()
+        self.dripper.join()
+        for conn in self.sockets:
+            conn.close()
+
+
+def test_a_thousand_slow_clients_do_not_stop_a_hail_node(deployment):
+    """1,000 connections dripping their head or their body (the slowloris attack) hold none
+    of the node's workers: others are answered at once, and their events are counted."""
+    hail, pk = deployment.hail_url, "uwsgi-slowloris"
+    slow = SlowClients(hail, heads=500, bodies=500)
+    try:
+        time.sleep(2)  # every slow connection accepted, its head or body started
+        assert slow.still_open() == 1000  # the node did not just drop them
+        answers = []
+        for i in range(40):
+            started = time.monotonic()
+            answer = requests.get(f"{hail}/count", timeout=5, params={
+                "pk": pk, "dimension": "fast", "metric": json.dumps({"dollars": i})})
+            answers.append((answer.status_code, time.monotonic() - started))
+        assert {status for status, _ in answers} == {200}
+        assert max(seconds for _, seconds in answers) < 2.0, answers
+        assert slow.still_open() == 1000
+    finally:
+        slow.close()
+    deployment.hailwail()
+    assert totals(deployment.whale_url, pk=pk)[()] == {"hits": 40, "dollars": sum(range(40))}

@@ -6,6 +6,7 @@ import base64
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from urllib.parse import unquote
 
@@ -24,11 +25,30 @@ from hailwhale.errors import (
 log = logging.getLogger("hailwhale.http")
 
 MAX_BODY = 16 * 1024 * 1024
+# A body must keep coming: after a grace of BODY_GRACE seconds, at BODY_RATE bytes a second on
+# average (a 16 MiB batch over a 1 Mbit/s line passes), or 408. Without this, a client
+# dripping a byte a second into a large Content-Length holds its connection for days.
+BODY_GRACE = 10.0
+BODY_RATE = 64 * 1024
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
 class BodyTooLarge(Exception):
     """A request body past MAX_BODY: answered 413."""
+
+
+class BodyTooSlow(Exception):
+    """A request body arriving slower than BODY_RATE after BODY_GRACE: answered 408."""
+
+    def __init__(self, received: int, seconds: float):
+        super().__init__(f"body: {received} bytes in {seconds:.0f} s; send at least "
+                         f"{BODY_RATE} bytes a second after the first {BODY_GRACE:.0f} s")
+
+
+def _check_pace(started: float, received: int) -> None:
+    elapsed = time.monotonic() - started
+    if elapsed > BODY_GRACE + received / BODY_RATE:
+        raise BodyTooSlow(received, elapsed)
 
 
 def query_params() -> dict:
@@ -102,6 +122,9 @@ def handled(func: Callable) -> Callable:
             return json_answer({"error": str(exc)}, 503)
         except BodyTooLarge:
             return json_answer({"error": f"body: at most {MAX_BODY} bytes in one POST"}, 413)
+        except BodyTooSlow as exc:
+            bottle.response.set_header("Connection", "close")
+            return json_answer({"error": str(exc), "param": "body"}, 408)
         except bottle.HTTPResponse:
             raise
         except Exception:
@@ -133,8 +156,9 @@ def body() -> bytes:
 
 
 def _read(stream, length: int, declared: str) -> bytes:
-    parts, left = [], length
+    parts, left, started = [], length, time.monotonic()
     while left > 0:
+        _check_pace(started, length - left)
         try:
             part = stream.read(min(left, 65536))
         except OSError:  # uWSGI: a timeout waiting for the rest of the body
@@ -149,7 +173,7 @@ def _read(stream, length: int, declared: str) -> bytes:
 
 def _read_chunked(environ: dict) -> bytes:
     """A chunked body with no Content-Length, refused as soon as it passes MAX_BODY."""
-    parts, size = [], 0
+    parts, size, started = [], 0, time.monotonic()
     if "uwsgi.version" in environ:  # uWSGI does not de-chunk into wsgi.input
         import uwsgi  # type: ignore[import-not-found]
 
@@ -158,6 +182,7 @@ def _read_chunked(environ: dict) -> bytes:
         chunks = bottle.BaseRequest._iter_chunked(environ["wsgi.input"].read, 65536)
         read = functools.partial(next, chunks, b"")
     while True:
+        _check_pace(started, size)
         try:
             part = read()
         except (OSError, ValueError):
