@@ -51,9 +51,14 @@ MAX_BUCKETS = 5000  # buckets one query may span.  Environment: HAILWHALE_MAX_BU
 # Children one dimension may hold; events under further new children are counted under its
 # child "__other__", so totals stay exact and made-up names cannot fill Redis.
 MAX_CHILDREN = 1000  # Environment: HAILWHALE_MAX_CHILDREN
-# Series x buckets one query may rank (depth over many children and a long window); past it
-# the query is refused with a 400. Environment: HAILWHALE_MAX_QUERY_CELLS
-MAX_QUERY_CELLS = 5_000_000
+# Series x buckets one query may rank (depth over many children and a long window), and as
+# many it may show; past it the query is refused with a 400 (a million cells take a worker
+# about 6 s). Environment: HAILWHALE_MAX_QUERY_CELLS
+MAX_QUERY_CELLS = 1_000_000
+# Heavy queries (past 100,000 cells) a Whale node runs at once, over all its workers; one
+# more is refused at once with a 503 and Retry-After. Keep it below the number of workers, so
+# that counting always finds one free. Environment: HAILWHALE_QUERY_SLOTS
+QUERY_SLOTS = 2
 # Distinct metric names one pk may hold; an event naming a new one past it is refused (a 400
 # from Whale's /count, a dead letter through hailwail). Environment: HAILWHALE_MAX_PK_METRICS
 MAX_PK_METRICS = 200

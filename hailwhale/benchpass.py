@@ -125,9 +125,10 @@ class Pass:
             WHALE_REDIS_URL=f"redis://127.0.0.1:{self.store_server.port}/0",
             HAIL_REDIS_URL=f"redis://127.0.0.1:{self.buffer_server.port}/0",
             HAILWHALE_HOST="127.0.0.1", HAILWHALE_PERIODS=self.periods_text,
-            # The scaling pass ranks 10,000 children of one dimension: past the cardinality
-            # guard's default cap, which would fold most of them into __other__.
-            HAILWHALE_MAX_CHILDREN="100000")
+            # The scaling pass ranks 10,000 children of one dimension over 2,400 buckets:
+            # past the cardinality guard's default cap, which would fold most of them into
+            # __other__, and past the default bound on a query's cost (24M cells, not 1M).
+            HAILWHALE_MAX_CHILDREN="100000", HAILWHALE_MAX_QUERY_CELLS="100000000")
         self.whale = self._uwsgi("whale", "WHALE_PORT", "whale")
         self.hail = self._uwsgi("hail", "HAIL_PORT", "hail")
         self.bare = None

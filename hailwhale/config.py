@@ -41,6 +41,7 @@ _ENV = {
     "HAILWHALE_MAX_BUCKETS": "MAX_BUCKETS",
     "HAILWHALE_MAX_CHILDREN": "MAX_CHILDREN",
     "HAILWHALE_MAX_QUERY_CELLS": "MAX_QUERY_CELLS",
+    "HAILWHALE_QUERY_SLOTS": "QUERY_SLOTS",
     "HAILWHALE_MAX_PK_METRICS": "MAX_PK_METRICS",
     "HAILWHALE_BATCH_MEMORY": "BATCH_MEMORY",
     "HAIL_BACKEND": "HAIL_BACKEND",
@@ -54,7 +55,8 @@ _ENV = {
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
-    "MAX_CHILDREN", "MAX_QUERY_CELLS", "MAX_PK_METRICS", "BATCH_MEMORY", "HAILWAIL_INTERVAL",
+    "MAX_CHILDREN", "MAX_QUERY_CELLS", "QUERY_SLOTS", "MAX_PK_METRICS", "BATCH_MEMORY",
+    "HAILWAIL_INTERVAL",
 )
 _STRINGS = (
     "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
@@ -81,7 +83,8 @@ class Settings:
     future_skew: int = 300
     max_buckets: int = 5000
     max_children: int = 1000
-    max_query_cells: int = 5_000_000
+    max_query_cells: int = 1_000_000
+    query_slots: int = 2
     max_pk_metrics: int = 200
     batch_memory: int = 7 * 24 * 3600
     hail_backend: str = "redis"

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .admission import Budget
 from .aggregate import SUM
 from .config import Settings
 from .dimensions import Path, label
@@ -128,9 +129,11 @@ def _total(formula: Formula, readings: Mapping[str, Reading]):
     return formula.evaluate({name: reading.total for name, reading in readings.items()})
 
 
-def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path]:
+def select(store: Store, query: Query, registry: Mapping[str, str],
+           budget: Budget | None = None) -> list[Path]:
     """The selected dimension, then the children worth showing, largest first;
-    ``registry`` is the pk's metric kinds (``Store.metric_kinds``)."""
+    ``registry`` is the pk's metric kinds (``Store.metric_kinds``); what is read is spent
+    from ``budget``."""
     if not query.depth:
         return [query.path]
     ranking = query.ranking
@@ -145,7 +148,9 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
                       for child in store.children(query.pk, parent, since=query.since)]
         if not candidates:
             break
-        _check_cost(store.settings, query, len(candidates), len(ordinals))
+        _check_cost(store.settings, query, len(candidates), len(ordinals), "rank")
+        if budget is not None:
+            budget.spend(len(candidates) * len(ordinals))
         readings = store.read(query.pk, candidates, kinds, query.period, ordinals,
                               buckets=False)
         kept = {}
@@ -162,14 +167,18 @@ def select(store: Store, query: Query, registry: Mapping[str, str]) -> list[Path
     return [query.path] + [path for path, _ in chosen]
 
 
-def _check_cost(settings: Settings, query: Query, series: int, buckets: int) -> None:
-    """A query reads at most MAX_QUERY_CELLS (series x buckets): past it, a 400 that says how
-    to narrow it, rather than a worker busy (and growing) for minutes while counting waits."""
+def _check_cost(settings: Settings, query: Query, series: int, buckets: int,
+                doing: str) -> None:
+    """A query reads at most MAX_QUERY_CELLS (series x buckets) to rank its dimensions, and
+    as many to show them: past it, a 400 that says how to narrow it, rather than a worker
+    busy (and growing) for minutes while counting waits."""
     if series * buckets > settings.max_query_cells:
+        how = ("lower depth, or narrow since/until, or choose a coarser period" if doing ==
+               "rank" else "set a limit, raise threshold, lower depth or ask fewer metrics")
         raise BadRequest("depth", query.depth,
-                         f"this query would rank {series:,} dimensions over {buckets:,} buckets, "
-                         f"more than MAX_QUERY_CELLS ({settings.max_query_cells:,}) series x "
-                         "buckets: lower depth, or narrow since/until, or choose a coarser period")
+                         f"this query would {doing} {series:,} series over {buckets:,} "
+                         f"buckets, more than MAX_QUERY_CELLS ({settings.max_query_cells:,}) "
+                         f"series x buckets: {how}")
 
 
 def _shown(total, parent_total, threshold: float) -> bool:
@@ -197,12 +206,16 @@ def _header(query: Query) -> dict:
     }
 
 
-def read_selection(store: Store, query: Query):
+def read_selection(store: Store, query: Query, budget: Budget | None = None):
     """``(paths, bucket starts in ms, readings)`` of everything a query shows."""
     registry = store.metric_kinds(query.pk)  # read once, for ranking and for showing
-    paths = select(store, query, registry)
+    paths = select(store, query, registry, budget)
     ordinals, starts = _window(query, store)
     kinds = _kinds(registry, query.metrics)
+    series = len(paths) * max(len(kinds), len(query.metrics))
+    _check_cost(store.settings, query, series, len(ordinals), "show")
+    if budget is not None:
+        budget.spend(series * len(ordinals))
     return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals)
 
 
@@ -210,9 +223,9 @@ def _series_label(path: Path, formula: Formula, several: bool) -> str:
     return f"{label(path)}: {formula.text}" if several else label(path)
 
 
-def plotpoints(store: Store, query: Query) -> dict:
+def plotpoints(store: Store, query: Query, budget: Budget | None = None) -> dict:
     """Flot-ready series: one per shown dimension and metric, every bucket present."""
-    paths, starts, readings = read_selection(store, query)
+    paths, starts, readings = read_selection(store, query, budget)
     several = len(query.metrics) > 1
     series = []
     for path in paths:
@@ -232,9 +245,9 @@ def plotpoints(store: Store, query: Query) -> dict:
     return {**_header(query), "series": series}
 
 
-def totals(store: Store, query: Query) -> dict:
+def totals(store: Store, query: Query, budget: Budget | None = None) -> dict:
     """The summary numbers of the same selection: each shown dimension's metric totals."""
-    paths, _starts, readings = read_selection(store, query)
+    paths, _starts, readings = read_selection(store, query, budget)
     rows = [{
         "label": label(path),
         "dimension": list(path),

@@ -634,3 +634,34 @@ def test_a_thousand_slow_clients_do_not_stop_a_hail_node(deployment):
         slow.close()
     deployment.hailwail()
     assert totals(deployment.whale_url, pk=pk)[()] == {"hits": 40, "dollars": sum(range(40))}
+
+
+def test_heavy_queries_share_the_nodes_slots_across_workers(deployment):
+    """The slots are the node's, not a worker's: with both taken (here by this test, as two
+    busy workers would), a heavy query on any worker is a 503 at once, while counting and
+    light queries are answered; freed, the heavy query runs."""
+    from hailwhale.admission import Slots
+
+    whale, pk = deployment.whale_url, "uwsgi-heavy"
+    events = "\n".join(json.dumps({"pk": pk, "dimensions": ["wide", f"c{i}"]})
+                       for i in range(600))
+    assert requests.post(f"{whale}/count", data=events, timeout=30).status_code == 200
+    heavy = {"pk": pk, "dimensions": "wide", "depth": 1, "threshold": 0, "since": "3h"}
+    node = Slots(2, f"uwsgi-{deployment.whale.pid}")
+    held = [node.acquire(), node.acquire()]
+    try:
+        for _ in range(8):  # whichever worker takes it
+            refused = requests.get(f"{whale}/plotpoints", params=heavy, timeout=10)
+            assert refused.status_code == 503, refused.text
+            assert "heavy queries are running" in refused.json()["error"]
+        counted = requests.get(f"{whale}/count", params={"pk": pk, "dimension": "wide"},
+                               timeout=10)
+        assert counted.json() == {"ok": True, "counted": 1}
+        light = requests.get(f"{whale}/totals", params={"pk": pk, "dimensions": "wide"},
+                             timeout=10)
+        assert light.json()["totals"][0]["totals"]["hits"] == 601
+    finally:
+        for fd in held:
+            Slots.release(fd)
+    answer = requests.get(f"{whale}/plotpoints", params=heavy, timeout=30)
+    assert answer.status_code == 200 and len(answer.json()["series"]) == 601

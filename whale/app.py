@@ -15,6 +15,7 @@ import bottle
 
 from hailwhale import auth
 from hailwhale import query as queries
+from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch
 from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
@@ -31,6 +32,7 @@ from .web import (
     handled,
     install_common,
     json_answer,
+    node_key,
     posted_events,
     posted_json,
     query_params,
@@ -49,6 +51,7 @@ def create_app(store: Store, settings: Settings | None = None,
     guard = Guard(settings)
     if guard.open:
         log.warning("whale: %s", OPEN_WARNING)
+    slots = Slots(settings.query_slots, node_key())  # shared by every worker of this node
 
     def count(grant: auth.Grant, raw_events: list) -> int:
         now = clock()
@@ -105,7 +108,8 @@ def create_app(store: Store, settings: Settings | None = None,
             query = queries.parse_query(params, settings, clock())
             auth.require(grant, "read", query.pk, [query.path])
             bottle.response.set_header("Cache-Control", "no-cache")
-            return json_answer(answer(store, query))
+            with Budget(slots) as budget:
+                return json_answer(answer(store, query, budget))
 
         return route
 

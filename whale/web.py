@@ -6,6 +6,7 @@ import base64
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from urllib.parse import unquote
@@ -49,6 +50,17 @@ def _check_pace(started: float, received: int) -> None:
     elapsed = time.monotonic() - started
     if elapsed > BODY_GRACE + received / BODY_RATE:
         raise BodyTooSlow(received, elapsed)
+
+
+def node_key() -> str:
+    """What the workers of one node share: the uWSGI master's pid, or this process's."""
+    try:
+        import uwsgi  # type: ignore[import-not-found]
+
+        master = uwsgi.masterpid()
+    except ImportError:
+        master = 0
+    return f"uwsgi-{master}" if master else f"pid-{os.getpid()}"
 
 
 def query_params() -> dict:
