@@ -10,7 +10,14 @@ import time
 from .auth import ServiceToken
 from .buffer import Buffer
 from .config import load_settings
-from .drain import DEFAULT_BATCH, DEFAULT_LEASE, DEFAULT_PARALLEL, WhaleClient, drain_parallel
+from .drain import (
+    DEFAULT_BATCH,
+    DEFAULT_LEASE,
+    DEFAULT_LINGER,
+    DEFAULT_PARALLEL,
+    WhaleClient,
+    drain_parallel,
+)
 from .errors import HailWhaleError
 
 
@@ -21,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
                      help="keep draining, pausing SECONDS between passes")
     top.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                      help="events per batch (%(default)s)")
+    top.add_argument("--linger", type=float, default=DEFAULT_LINGER, metavar="SECONDS",
+                     help="with --loop, how long a partial batch may wait to fill: steady "
+                          "traffic then folds like a backlog (%(default)s; 0: never)")
     top.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
                      help="batches in flight at once (%(default)s)")
     top.add_argument("--lease", type=float, default=DEFAULT_LEASE,
@@ -44,13 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         buffer = Buffer.from_url(args.hail_redis or settings.hail_redis_url)
         if args.batch < 1 or args.parallel < 1:
             raise HailWhaleError("--batch and --parallel must be at least 1")
+        if not 0 <= args.linger <= 10:
+            raise HailWhaleError("--linger must be between 0 and 10 seconds")
+        # A single pass moves what is there now; a loop follows traffic, and lingers.
+        linger_for = args.linger if args.loop is not None else 0.0
         token = ServiceToken(settings.secret, settings.token)
         whales = [WhaleClient(args.whale or settings.whale_url, token=token)
                   for _ in range(args.parallel)]
         while True:
             try:
                 report = drain_parallel(buffer, [w.send_items for w in whales], args.batch,
-                                        args.lease)
+                                        args.lease, linger_for=linger_for)
             except HailWhaleError as exc:  # Whale or the buffer's Redis is down
                 if args.loop is None:
                     raise
