@@ -69,7 +69,11 @@ def main() -> None:
         ):
             client.flushdb()
             batch = aggregate(sample_events, settings.periods, settings.tz, now)
-            counters = [cell for cell, nanos in batch.counters.items() if nanos]
+            # One counter per (cell, summed metric) with a non-zero sum; a cell is
+            # (pk, path, period index, ordinal).
+            counters = [(pk, path, metric, batch.periods[index], ordinal)
+                        for (pk, path, index, ordinal), sums in batch.counters.items()
+                        for metric, nanos in sums.items() if nanos]
             empty = used_memory(client)
             store.write(batch)
             # Uniques are HyperLogLogs, not counters: leave them out of the per-counter figure.
