@@ -70,6 +70,7 @@ class Sizes:
     plot_requests: int = 200
     depth_children: int = 1000
     depth_requests: int = 40
+    steady_seconds: float = 4.0  # steady traffic followed by hailwail --loop, per run
 
     def scaled(self, factor: int) -> Sizes:
         """Events, children, visitors, time span, retention, POST batches, plot window and
@@ -86,7 +87,7 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(events=4000, naive_events=300, monitor_events=2000, wrk_seconds=1.0,
-              wrk_rounds=1, plot_requests=30, depth_requests=5)
+              wrk_rounds=1, plot_requests=30, depth_requests=5, steady_seconds=1.5)
 
 
 # -- the workload and the naive baseline ---------------------------------------------------------
@@ -228,6 +229,7 @@ def table(result: dict) -> str:
     m, d = result["machine"], result["details"]
     ingest, batch, drain = d["ingest_get"], d["ingest_batch"], d["drain"]
     writes, memory, queries, naive = d["writes"], d["memory"], d["queries"], d["naive"]
+    steady = d["steady"]
     baselines = {
         "ingest_ratio": f"Hail {_num(ingest['hail_requests_per_s'])} req/s / bare Bottle "
                         f"{_num(ingest['bare_requests_per_s'])} req/s",
@@ -287,6 +289,12 @@ def table(result: dict) -> str:
         f"writes_per_event counts every command Whale's Redis ran during the drain, those run "
         f"inside Lua scripts included; client calls (MONITOR, {writes['sample_events']:,} "
         f"events): {_num(writes['client_calls_per_event'])}/event",
+        f"steady traffic: {steady['rate']:,} events/s posted to Hail for "
+        f"{steady['seconds']:g} s, followed by hailwail --loop: "
+        f"{_num(steady['lingering']['events_per_batch'])} events a batch with its default "
+        f"--linger ({steady['lingering']['batches']} batches), "
+        f"{_num(steady['eager']['events_per_batch'])} with --linger 0 "
+        f"({steady['eager']['batches']} batches); every event counted once",
         f"bytes_per_counter: Redis used_memory growth over the drain (counter hashes, expiries, "
         f"children sets, batch ids), HyperLogLogs removed, per (series, metric, period, "
         f"bucket) cell with a non-zero sum; with the HLLs: "

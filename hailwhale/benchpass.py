@@ -44,6 +44,8 @@ from .event import parse_event
 from .keys import BUFFER
 from .periods import format_duration
 
+STEADY_RATE = 2_800  # events/s: the rate of the soak that found batches of 20 events
+
 BARE_APP = '''"""The baseline of ingest_ratio: a bare Bottle route answering "OK"."""
 import bottle
 
@@ -293,6 +295,60 @@ class Pass:
                  f"per event in Whale's Redis; {len(failures)} hailwail failures")
         self._memory(raws, now, settled)
 
+    def steady(self) -> None:
+        """Steady traffic (STEADY_RATE events/s to Hail for ``steady_seconds``) followed by
+        a real ``hailwail --loop``: events per batch with its default linger, and with
+        ``--linger 0`` in the same run, each event counted exactly once."""
+        self.say(f"{self.name}: steady: {STEADY_RATE:,} events/s for "
+                 f"{self.sizes.steady_seconds:g} s, followed by hailwail --loop")
+        lingering = self._steady_run("bench-steady-linger", [])
+        eager = self._steady_run("bench-steady-eager", ["--linger", "0"])
+        self.details["steady"] = {"rate": STEADY_RATE, "seconds": self.sizes.steady_seconds,
+                                  "lingering": lingering, "eager": eager}
+        self.say(f"{self.name}: steady: {lingering['events_per_batch']:,.0f} events a batch "
+                 f"lingering, {eager['events_per_batch']:,.0f} with --linger 0")
+
+    def _batches_remembered(self) -> int:
+        return sum(1 for _ in self.store.scan_iter(match="hw:{%batch}:*", count=1000))
+
+    def _steady_run(self, pk: str, options: list[str]) -> dict:
+        before = self._batches_remembered()
+        follower = subprocess.Popen([tool("hailwail"), "--loop", "0.05", "-q", *options],
+                                    env=self.env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        sent, tick = 0, 0.01
+        per_tick = max(1, round(STEADY_RATE * tick))
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < self.sizes.steady_seconds:
+                events = [{"pk": pk, "dimensions": ["steady", f"p{(sent + i) % 20}"]}
+                          for i in range(per_tick)]
+                answer = requests.post(self.hail.url + "/count", data=json.dumps(events),
+                                       timeout=60)
+                if answer.status_code != 200:
+                    raise BenchError(f"Hail refused steady events: {answer.text}")
+                sent += per_tick
+                time.sleep(max(0.0, started + sent / STEADY_RATE - time.monotonic()))
+            deadline = time.monotonic() + 30
+            while True:
+                health = requests.get(self.hail.url + "/health", timeout=60).json()
+                if (health["waiting"], health["in_flight"]) == (0, 0):
+                    break
+                if time.monotonic() > deadline or follower.poll() is not None:
+                    raise BenchError(f"hailwail --loop {' '.join(options)} left {health}")
+                time.sleep(0.1)
+        finally:
+            follower.terminate()
+            _out, err = follower.communicate(timeout=30)
+        counted = requests.get(self.whale.url + "/totals", timeout=60,
+                               params={"pk": pk, "metrics": "hits"}).json()
+        hits = counted["totals"][0]["totals"]["hits"]
+        if hits != sent:
+            raise BenchError(f"steady: Whale counted {hits} of {sent} events ({err[-300:]})")
+        batches = self._batches_remembered() - before
+        return {"events": sent, "batches": batches,
+                "events_per_batch": sent / max(1, batches)}
+
     def _check_counted(self, raws: list[dict]) -> None:
         """Whale's totals must hold every event, exactly."""
         period = self.settings.periods[0]
@@ -474,6 +530,8 @@ class Pass:
             self.ingest_ratio(raws)
         self.ingest_batch(raws)
         self.drain(raws, now)
+        if self.bare:  # the base pass only: steady traffic does not scale with the workload
+            self.steady()
         self.client_calls(raws)
         self.naive(raws, now)
         self.queries()
