@@ -9,22 +9,27 @@ Retry-After): the client tries again later. It does not wait for a slot, because
 query holds its worker as surely as a running one (measured: with four heavy queries at once
 and a 5 s wait, GET /count waited up to 1.8 s; refused at once, none waited).
 
-A slot is an exclusive ``flock`` on one of ``slots`` files in a directory of the node's own
-(named by the uWSGI master's pid, or the process's under the development server). The
-kernel releases it when its holder closes it or dies, so a killed worker (harakiri, kill -9)
-never leaves a slot taken. Locks on separate opens of a file exclude each other also between
-threads of one process (the development server's).
+A slot is an exclusive ``flock`` on one of ``slots`` files named by the node (the uWSGI
+master's pid, or the process's under the development server), in a directory only this
+user can use (``hailwhale-<uid>`` in the temp directory, refused if it is anyone else's or
+a symlink, since another local user could otherwise hold the slots). The kernel releases a
+lock when its holder closes it or dies, so a killed worker (harakiri, kill -9) never leaves
+a slot taken; the files of nodes whose process is gone are removed when a node starts.
+Locks on separate opens of a file exclude each other also between threads of one process
+(the development server's).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
+import stat
 import tempfile
 import time
 from pathlib import Path
 
-from .errors import StoreUnavailable
+from .errors import ConfigurationError, StoreUnavailable
 
 HEAVY_CELLS = 100_000  # a query reading fewer series x buckets runs at once, slot or not
 WAIT = 0.0  # seconds a heavy query waits for a slot (see above)
@@ -40,15 +45,18 @@ class Slots:
 
     def __init__(self, count: int, key: str, directory: str | None = None):
         self.count = count
-        self.directory = Path(directory or tempfile.gettempdir()) / f"hailwhale-slots-{key}"
+        self.key = key
+        self.directory = Path(directory or tempfile.gettempdir()) / f"hailwhale-{os.getuid()}"
+        _private(self.directory)
+        _forget_gone(self.directory)
 
     def acquire(self, wait: float = WAIT) -> int:
         """The file descriptor of a slot now held, waiting up to ``wait`` seconds for one."""
-        self.directory.mkdir(mode=0o700, exist_ok=True)
         deadline = time.monotonic() + wait
         while True:
             for index in range(self.count):
-                fd = os.open(self.directory / str(index), os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self.directory / f"slot-{self.key}-{index}",
+                             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return fd
@@ -62,6 +70,39 @@ class Slots:
     @staticmethod
     def release(fd: int) -> None:
         os.close(fd)  # closing the only descriptor of that open releases its lock
+
+
+def _private(directory: Path) -> None:
+    """Make ``directory`` (mode 0700), or check that it is this user's own and no symlink."""
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ConfigurationError(f"{directory} is not a private directory of this user: "
+                                 "remove it, or set TMPDIR to another place")
+
+
+_SLOT = re.compile(r"slot-(?:uwsgi|pid)-(\d+)-\d+")
+
+
+def _forget_gone(directory: Path) -> None:
+    """Remove the slot files of nodes whose process (master, or single process) is gone."""
+    for path in directory.iterdir():
+        found = _SLOT.fullmatch(path.name)
+        if found and not _alive(int(found.group(1))):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Budget:

@@ -14,7 +14,7 @@ import webtest
 
 from hailwhale import admission, query
 from hailwhale.admission import Budget, Busy, Slots
-from hailwhale.errors import BadRequest
+from hailwhale.errors import BadRequest, ConfigurationError
 from hailwhale.event import parse_event
 from hailwhale.store import Store
 from whale import create_app
@@ -120,3 +120,40 @@ def test_showing_is_bounded_like_ranking(client, settings, clock):
     assert refused.value.param == "depth" and "set a limit" in str(refused.value)
     fewer = query.parse_query({**every, "limit": "20"}, store.settings, clock.now)
     assert len(query.plotpoints(store, fewer)["series"]) == 2 * 21
+
+
+def test_the_slots_live_in_a_private_directory(tmp_path):
+    """Another local user must not be able to hold a node's slots: the directory is this
+    user's own, 0700, and one that is not (a symlink, too open) is refused."""
+    Slots(2, "test", directory=str(tmp_path))
+    home = tmp_path / f"hailwhale-{os.getuid()}"
+    assert home.is_dir() and (home.stat().st_mode & 0o777) == 0o700
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / f"hailwhale-{os.getuid()}").symlink_to(elsewhere)
+    with pytest.raises(ConfigurationError, match="not a private directory"):
+        Slots(2, "test", directory=str(other))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / f"hailwhale-{os.getuid()}").mkdir(mode=0o777)
+    os.chmod(shared / f"hailwhale-{os.getuid()}", 0o777)
+    with pytest.raises(ConfigurationError, match="not a private directory"):
+        Slots(2, "test", directory=str(shared))
+
+
+def test_the_slot_files_of_gone_nodes_are_removed(tmp_path):
+    child = os.fork()
+    if child == 0:  # pragma: no cover - a node that ends at once
+        os._exit(0)
+    os.waitpid(child, 0)  # gone now
+    gone = Slots(2, f"uwsgi-{child}", directory=str(tmp_path))
+    Slots.release(gone.acquire())
+    home = tmp_path / f"hailwhale-{os.getuid()}"
+    assert [p.name for p in home.iterdir()] == [f"slot-uwsgi-{child}-0"]
+    mine = Slots(2, f"pid-{os.getpid()}", directory=str(tmp_path))  # a node starting
+    Slots.release(mine.acquire())
+    assert [p.name for p in home.iterdir()] == [f"slot-pid-{os.getpid()}-0"]
+    Slots(2, "another", directory=str(tmp_path))  # this process lives: its files stay
+    assert [p.name for p in home.iterdir()] == [f"slot-pid-{os.getpid()}-0"]
