@@ -26,14 +26,11 @@ import os
 import re
 import stat
 import tempfile
-import time
 from pathlib import Path
 
 from .errors import ConfigurationError, StoreUnavailable
 
 HEAVY_CELLS = 100_000  # a query reading fewer series x buckets runs at once, slot or not
-WAIT = 0.0  # seconds a heavy query waits for a slot (see above)
-_POLL = 0.05
 
 
 class Busy(StoreUnavailable):
@@ -50,22 +47,19 @@ class Slots:
         _private(self.directory)
         _forget_gone(self.directory)
 
-    def acquire(self, wait: float = WAIT) -> int:
-        """The file descriptor of a slot now held, waiting up to ``wait`` seconds for one."""
-        deadline = time.monotonic() + wait
-        while True:
-            for index in range(self.count):
-                fd = os.open(self.directory / f"slot-{self.key}-{index}",
-                             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
-                except BlockingIOError:
-                    os.close(fd)
-            if time.monotonic() >= deadline:
-                raise Busy(f"busy: {self.count} heavy queries are running (QUERY_SLOTS); "
-                           "try again in a few seconds, or narrow the query")
-            time.sleep(_POLL)
+    def acquire(self) -> int:
+        """The file descriptor of a slot now held; Busy when every slot is taken (it does
+        not wait: see above)."""
+        for index in range(self.count):
+            fd = os.open(self.directory / f"slot-{self.key}-{index}",
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        raise Busy(f"busy: {self.count} heavy queries are running (QUERY_SLOTS); "
+                   "try again in a few seconds, or narrow the query")
 
     @staticmethod
     def release(fd: int) -> None:
@@ -97,11 +91,11 @@ def _forget_gone(directory: Path) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # no signal: only whether it exists (PermissionError: it does)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

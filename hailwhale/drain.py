@@ -217,8 +217,7 @@ def linger(buffer: Buffer, batch_size: int, seconds: float,
     stats = buffer.stats()
     if not stats.waiting or stats.waiting >= batch_size:
         return 0.0
-    age = stats.oldest_age if stats.oldest_age is not None else 0.0
-    wait = min(seconds, max(0.0, seconds - age))
+    wait = max(0.0, seconds - (stats.oldest_age or 0.0))  # the age is never negative
     if wait:
         sleep(wait)
     return wait

@@ -148,9 +148,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
                       for child in store.children(query.pk, parent, since=query.since)]
         if not candidates:
             break
-        _check_cost(store.settings, query, len(candidates), len(ordinals), "rank")
-        if budget is not None:
-            budget.spend(len(candidates) * len(ordinals))
+        _spend(store.settings, query, len(candidates), len(ordinals), "rank", budget)
         readings = store.read(query.pk, candidates, kinds, query.period, ordinals,
                               buckets=False)
         kept = {}
@@ -167,11 +165,12 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
     return [query.path] + [path for path, _ in chosen]
 
 
-def _check_cost(settings: Settings, query: Query, series: int, buckets: int,
-                doing: str) -> None:
+def _spend(settings: Settings, query: Query, series: int, buckets: int, doing: str,
+           budget: Budget | None) -> None:
     """A query reads at most MAX_QUERY_CELLS (series x buckets) to rank its dimensions, and
     as many to show them: past it, a 400 that says how to narrow it, rather than a worker
-    busy (and growing) for minutes while counting waits."""
+    busy (and growing) for minutes while counting waits. Within it, the cells are spent
+    from ``budget`` (past HEAVY_CELLS, a heavy-query slot) before they are read."""
     if series * buckets > settings.max_query_cells:
         how = ("lower depth, or narrow since/until, or choose a coarser period" if doing ==
                "rank" else "set a limit, raise threshold, lower depth or ask fewer metrics")
@@ -179,6 +178,8 @@ def _check_cost(settings: Settings, query: Query, series: int, buckets: int,
                          f"this query would {doing} {series:,} series over {buckets:,} "
                          f"buckets, more than MAX_QUERY_CELLS ({settings.max_query_cells:,}) "
                          f"series x buckets: {how}")
+    if budget is not None:
+        budget.spend(series * buckets)
 
 
 def _shown(total, parent_total, threshold: float) -> bool:
@@ -213,9 +214,7 @@ def read_selection(store: Store, query: Query, budget: Budget | None = None):
     ordinals, starts = _window(query, store)
     kinds = _kinds(registry, query.metrics)
     series = len(paths) * max(len(kinds), len(query.metrics))
-    _check_cost(store.settings, query, series, len(ordinals), "show")
-    if budget is not None:
-        budget.spend(series * len(ordinals))
+    _spend(store.settings, query, series, len(ordinals), "show", budget)
     return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals)
 
 
