@@ -12,22 +12,28 @@ from pathlib import Path
 import redis
 
 
-def free_port(cluster_bus: bool = False) -> int:
+def free_port(cluster_bus: bool = False, pair: bool = False) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now; with ``cluster_bus``,
-    one whose Redis Cluster bus port (the port + 10000) is a valid free port too."""
+    one whose Redis Cluster bus port (the port + 10000) is free too; with ``pair``, one
+    whose next port is free too (``hailwhale demo --port P`` also listens on P + 1)."""
+    offsets = (10000,) * cluster_bus + (1,) * pair
     while True:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if not cluster_bus:
+        if all(_free(port + offset) for offset in offsets):
             return port
-        if port + 10000 <= 65535:
-            with socket.socket() as bus:
-                try:
-                    bus.bind(("127.0.0.1", port + 10000))
-                    return port
-                except OSError:
-                    continue
+
+
+def _free(port: int) -> bool:
+    if port > 65535:
+        return False
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 class RedisServer:

@@ -252,7 +252,7 @@ def test_a_new_user_sees_the_demo_move_within_seconds(page, tmp_path):
 
     from hailwhale.embedded import free_port
 
-    port = free_port()
+    port = free_port(pair=True)
     demo = subprocess.Popen(
         [str(Path(sys.executable).parent / "hailwhale"), "demo", "--port", str(port)],
         env={**os.environ, "WHALE_REDIS_URL": "", "HOME": str(tmp_path)},

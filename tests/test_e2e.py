@@ -74,7 +74,7 @@ def test_whale_counts_and_answers_over_http(whale_process):
 
 
 def test_demo_serves_sample_traffic_on_an_embedded_redis(tmp_path):
-    port = free_port()
+    port = free_port(pair=True)
     env = {"WHALE_REDIS_URL": "", "HOME": str(tmp_path)}
     process, lines = start(["demo", "--port", str(port)], env)
     try:
@@ -124,7 +124,7 @@ def _listening(port: int) -> bool:
 
 
 def test_demo_falls_back_to_fakeredis_without_redis_server(tmp_path):
-    port = free_port()
+    port = free_port(pair=True)
     env = {"WHALE_REDIS_URL": "", "HOME": str(tmp_path),
            "PATH": str(Path(sys.executable).parent)}  # no redis-server on it
     process, lines = start(["demo", "--port", str(port)], env)
