@@ -84,7 +84,7 @@ def main() -> None:
             empty = used_memory(client)
             pipe = client.pipeline(transaction=False)
             for pk, path, metric, period, ordinal in counters:
-                pipe.set(f"{keys.counter(pk, path, metric, period, 0)}:{ordinal}", 1)
+                pipe.set(keys.cells(pk, path, metric, period, ordinal), 1)
             pipe.execute()
             memory[name] = (hailwhale_bytes, (used_memory(client) - empty) / len(counters),
                             len(counters))

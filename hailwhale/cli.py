@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import keys
 from .config import Settings, load_settings
 from .errors import ConfigurationError, HailWhaleError
 from .store import Store
@@ -73,6 +74,10 @@ def cmd_whale(args, settings) -> None:
     store = Store.from_settings(settings, args.redis)
     store.ping()
     print(f"store: {redact(args.redis or settings.redis_url)}", flush=True)
+    if store.layout() != keys.LAYOUT:
+        print(f"whale: this store holds counters of storage layout {store.layout()}, which "
+              f"are not shown until `hailwhale migrate` carries them into layout "
+              f"{keys.LAYOUT} (see README, Upgrading)", flush=True)
     _serve(create_app(store, settings), args.host, args.port, "whale", settings)
 
 
@@ -127,6 +132,15 @@ def cmd_reset(args, settings) -> None:
     store = Store.from_settings(settings, args.redis)
     deleted = store.reset(args.pk)
     print(f"deleted {deleted} keys of pk {args.pk!r}")
+
+
+def cmd_migrate(args, settings) -> None:
+    from .migrate import migrate
+
+    store = Store.from_settings(settings, args.redis)
+    print(f"store: {redact(args.redis or settings.redis_url)}", flush=True)
+    report = migrate(store, say=lambda line: print(line, flush=True))
+    print(report.line() + f"; the store is layout {store.layout()}")
 
 
 def cmd_bench(args, settings) -> None:
@@ -195,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
     reset.add_argument("--pk", required=True, help='the pk to delete ("" for the default)')
     reset.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
     reset.set_defaults(run=cmd_reset)
+
+    migrate = commands.add_parser(
+        "migrate", help="carry counters of an earlier storage layout into today's (safe to "
+                        "run again; Whale may keep counting meanwhile)")
+    migrate.add_argument("--redis", help="Redis URL (default: WHALE_REDIS_URL)")
+    migrate.set_defaults(run=cmd_migrate)
 
     bench = commands.add_parser(
         "bench", help="measure ingest, drain, query and memory figures against baselines, "

@@ -1,22 +1,33 @@
 """The Redis key schema: every key HailWhale uses is built here, and only here.
 
 Pure string building, testable with no Redis. Each user-given part (pk, dimension names,
-metric names) is percent-encoded, so the separators ``|``, ``:``, ``{`` and ``}`` (and the glob
-characters ``*?[]``) never appear inside a part: two different series can never share a key,
-and a ``SCAN`` pattern built from a pk cannot match another pk's keys.
+metric names) is percent-encoded in keys, so the separators ``|``, ``:``, ``{`` and ``}`` (and
+the glob characters ``*?[]``) never appear inside a part: two different series can never share
+a key, and a ``SCAN`` pattern built from a pk cannot match another pk's keys.
 
-All keys of one series (pk + dimension path) share a Redis Cluster hash tag, so a series is
-read from one node, and per-slot Lua scripts can apply a batch atomically.
+Counters live beside their siblings: one hash per (parent, summed metric, period, bucket)
+holds that bucket of every child of the parent, a field per child (the root, which has no
+parent, is the field ROOT_FIELD of the root's own hash). A bucket of a page, its section's other
+pages and, for the root, the root itself are one key: a batch writes few keys, each holds many
+counters compactly, and ``depth=1`` reads one hash per bucket for all the children.
 
-    hw:{<pk>|<dim>|<dim>}:c:<metric>:<period>:<chunk>   hash: bucket -> counter
+    hw:{<pk>|<dim>}:s:<metric>:<period>:<bucket>   hash: child -> whole units,
+                                                   child + FRACTION -> billionths
     hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
-    hw:{<pk>|<dim>}:children                             sorted set: child -> last seen
-    hw:{<pk>}:metrics                                    hash: metric -> "sum" | "unique"
-    hw:{%pks}                                            set of the pks in use
-    hw:{%batch}:<id>                                     a batch id already applied
-    hw:{<tag>}:batch:<id>                                on a cluster: a slot's part applied
-    hw:{%hail}:buffer, :inflight, :batch:<id>, :dead     a Hail node's buffer (its own Redis)
-    hw:{%hail}:dead:<id>                                 a batch's dead letters recorded
+    hw:{<pk>|<dim>}:children                       sorted set: child -> last seen
+    hw:{<pk>}:metrics                              hash: metric -> "sum" | "unique"
+    hw:{%pks}                                      set of the pks in use
+    hw:{%pks}:layout                               the storage layout's version (LAYOUT)
+    hw:{%batch}:<id>                               a batch id already applied
+    hw:{<tag>}:batch:<id>                          on a cluster: a slot's part applied
+    hw:{<tag>}:migrated:<old key>                  hailwhale migrate: an old key carried over
+    hw:{%hail}:buffer, :inflight, :batch:<id>, :dead   a Hail node's buffer (its own Redis)
+    hw:{%hail}:dead:<id>                           a batch's dead letters recorded
+
+All keys of one parent's children share a Redis Cluster hash tag (the parent's), so they
+are read from one node and per-slot Lua scripts apply a batch atomically. Field names are the
+child names as they are: names cannot hold control characters (event parsing refuses them),
+so FRACTION and ROOT_FIELD, control characters, are never part of a name.
 
 HailWhale's own keys are tagged ``{%...}``: percent-encoding never yields a ``%`` followed by
 letters, so no pk can name them (the pks ``pks`` and ``hail`` once could; see LEGACY).
@@ -25,16 +36,21 @@ letters, so no pk can name them (the pks ``pks`` and ``hail`` once could; see LE
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from .dimensions import Path
 from .periods import Period
 
 PREFIX = "hw"
 PKS = f"{PREFIX}:{{%pks}}"  # tagged, so a batch marker can sit in its slot
-# Buckets per counter hash. With two fields at most per bucket (whole and fraction), a chunk
-# stays under Redis' default hash-max-listpack-entries (128), so it keeps the compact encoding.
-CHUNK = 60
+# The storage layout this code reads and writes; a store written by an earlier one is
+# carried over by ``hailwhale migrate`` (hailwhale/migrate.py).
+LAYOUT = 2
+LAYOUT_KEY = f"{PKS}:layout"  # in the slot of PKS: a batch records both in one step
+# Appended to a child's name, the field of a bucket's billionths (see hailwhale.numbers).
+FRACTION = "\x1e"
+# The root's field in its own hashes (beside the root's children).
+ROOT_FIELD = "\x1d"
 
 
 # Key parts and series tags are cached (a batch builds the same names into thousands of
@@ -74,22 +90,26 @@ def _tag(pk: str, path: Path) -> str:
 _cached_tag = lru_cache(maxsize=65536)(_tag)
 
 
-def chunk_of(ordinal: int) -> tuple[int, int]:
-    """``(chunk number, slot in the chunk)`` of a bucket ordinal."""
-    return divmod(ordinal, CHUNK)
+def location(path: Path) -> tuple[Path, str]:
+    """Where a series' counters are: ``(the parent whose hashes hold them, the field)``."""
+    return (path[:-1], path[-1]) if path else (path, ROOT_FIELD)
 
 
-def counter(pk: str, path: Path, metric: str, period: Period, chunk: int) -> str:
-    """The hash holding ``CHUNK`` buckets of one summed metric."""
-    return f"{PREFIX}:{series_tag(pk, path)}:c:{_part(metric)}:{period.code}:{chunk}"
+def cells(pk: str, parent: Path, metric: str, period: Period, ordinal: int) -> str:
+    """The hash of one bucket of one summed metric, for every child of ``parent`` (and,
+    under the root, the root itself: field ROOT_FIELD)."""
+    return f"{cells_stem(pk, parent, metric, period)}{ordinal}"
 
 
-def counter_fields(slot: int) -> tuple[str, str]:
-    """The fields of one bucket: whole units and billionths (see hailwhale.numbers)."""
-    return _FIELDS[slot] if 0 <= slot < CHUNK else (str(slot), f"{slot}f")
+def cells_stem(pk: str, parent: Path, metric: str, period: Period) -> str:
+    """What every ``cells`` key of one parent, metric and period starts with: the key of a
+    bucket is the stem and its ordinal (read.lua builds them so)."""
+    return f"{PREFIX}:{series_tag(pk, parent)}:s:{_part(metric)}:{period.code}:"
 
 
-_FIELDS = [(str(slot), f"{slot}f") for slot in range(CHUNK)]  # every batch spells them
+def fields(name: str) -> tuple[str, str]:
+    """The fields of one series in its parent's hash: whole units, and billionths."""
+    return name, name + FRACTION
 
 
 def unique(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> str:
@@ -112,11 +132,20 @@ def batch_done(batch_id: str) -> str:
     return f"{PREFIX}:{{%batch}}:{_part(batch_id)}"
 
 
+def migrated(old_key: str, near: str) -> str:
+    """The marker that ``old_key`` of an earlier layout was carried over, in the hash slot of
+    the key ``near`` it was carried into (so one script checks and sets it with the writes)."""
+    return f"{PREFIX}:{{{_tag_of(near)}}}:migrated:{_part(old_key)}"
+
+
+def _tag_of(key: str) -> str:
+    return key[key.index("{") + 1: key.index("}", key.index("{"))] if "{" in key else key
+
+
 def batch_marker(batch_id: str, near: str) -> str:
     """On a cluster, the key remembering that one hash slot's part of a batch was applied,
     in the slot of the key ``near``, so a retry after a crash completes the missed slots."""
-    tag = near[near.index("{") + 1: near.index("}", near.index("{"))] if "{" in near else near
-    return f"{PREFIX}:{{{tag}}}:batch:{_part(batch_id)}"
+    return f"{PREFIX}:{{{_tag_of(near)}}}:batch:{_part(batch_id)}"
 
 
 # A Hail node's buffer, in its own Redis (HAIL_REDIS_URL); one hash tag, so the buffer's
@@ -147,3 +176,24 @@ def pk_pattern(pk: str) -> str:
     """A SCAN pattern that matches every key of ``pk`` and nothing else."""
     # The pk is followed by "}" (the root's keys) or "|" (every other path's).
     return f"{PREFIX}:{{{_pk(pk)}[}}|]*"
+
+
+# The first layout's counters (hailwhale/migrate.py reads them): one hash per series, summed
+# metric, period and chunk of V1_CHUNK buckets, fields "<slot>" (whole units) and "<slot>f"
+# (billionths).
+V1_CHUNK = 60
+V1_COUNTERS = f"{PREFIX}:{{*}}:c:*"  # a SCAN pattern matching every such key
+
+
+def parse_v1_counter(key: str) -> tuple[str, Path, str, str, int] | None:
+    """``(pk, path, metric, period code, chunk)`` of a first-layout counter key, or None
+    when ``key`` is not one."""
+    if not key.startswith(PREFIX + ":{") or "}:c:" not in key:
+        return None
+    tag, rest = key[len(PREFIX) + 2:].split("}:c:", 1)
+    parts = rest.split(":")
+    if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
+        return None
+    names = [unquote(part) for part in tag.split("|")]
+    pk = "" if names[0] == "%" else names[0]
+    return pk, tuple(names[1:]), unquote(parts[0]), parts[1], int(parts[2])

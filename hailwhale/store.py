@@ -30,6 +30,7 @@ _LUA = pathlib.Path(__file__).parent / "lua"
 APPLY_LUA = (_LUA / "apply.lua").read_text()
 US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
+READ_LUA = (_LUA / "read.lua").read_text()
 ADMIT_LUA = (_LUA / "admit.lua").read_text()
 ADMIT_METRICS_LUA = (_LUA / "admit_metrics.lua").read_text()
 
@@ -69,6 +70,7 @@ class Store:
         self.settings = settings
         self._apply = client.register_script(APPLY_LUA)
         self._uniques = client.register_script(UNIQUES_LUA)
+        self._read = client.register_script(READ_LUA)
         self._admit_script = client.register_script(ADMIT_LUA)
         self._admit_metrics = client.register_script(ADMIT_METRICS_LUA)
         self._cluster = isinstance(client, RedisCluster)
@@ -198,22 +200,22 @@ class Store:
         tz = self.settings.tz
         periods = batch.periods
         lines: list[tuple[str, str]] = []  # (key, line)
-        counters: dict[str, tuple[int, list[str]]] = {}  # key -> (expiry, "field US incr")
-        chunk_ends: dict[tuple[int, int], int] = {}  # (period, chunk) -> when it may go
+        # key -> (expiry, "field US increment" items): one hash per parent, metric, bucket.
+        counters: dict[str, tuple[int, list[str]]] = {}
+        bucket_ends: dict[tuple[int, int], int] = {}  # (period, ordinal) -> when it may go
         for (pk, path, index, ordinal), sums in batch.counters.items():
-            chunk, slot = keys.chunk_of(ordinal)
-            whole_field, fraction_field = keys.counter_fields(slot)
+            parent, name = keys.location(path)
+            whole_field, fraction_field = keys.fields(name)
             period = periods[index]
             for metric, nanos in sums.items():
                 if not nanos:
                     continue
-                key = keys.counter(pk, path, metric, period, chunk)
+                key = keys.cells(pk, parent, metric, period, ordinal)
                 found = counters.get(key)
                 if found is None:
-                    when = chunk_ends.get((index, chunk))
+                    when = bucket_ends.get((index, ordinal))
                     if when is None:
-                        when = chunk_ends[(index, chunk)] = period.expires_at(
-                            (chunk + 1) * keys.CHUNK - 1, tz)
+                        when = bucket_ends[(index, ordinal)] = period.expires_at(ordinal, tz)
                     found = counters[key] = (when, [])
                 items = found[1]
                 whole, fraction = split(nanos)
@@ -223,7 +225,6 @@ class Store:
                     items.append(f"{fraction_field}{US}{fraction}")
         lines += [(key, f"H\t{key}\t{when}\t{US.join(items)}\n")
                   for key, (when, items) in counters.items()]
-        bucket_ends: dict[tuple[int, int], int] = {}  # many cells share a bucket
         for (pk, path, index, ordinal), uids in batch.uniques.items():
             period = periods[index]
             when = bucket_ends.get((index, ordinal))
@@ -242,6 +243,9 @@ class Store:
             items = US.join(f"{name}{US}{kind}" for name, kind in kinds.items())
             lines.append((key, f"M\t{key}\t{longest}\t{items}\n"))
         if batch.metric_kinds:
+            # A store's first batch (no pks yet) records the layout it is written in.
+            lines.append((keys.LAYOUT_KEY,
+                          f"L\t{keys.LAYOUT_KEY}\t{keys.LAYOUT}\t{keys.PKS}\n"))
             lines.append((keys.PKS, f"S\t{keys.PKS}\t-\t{US.join(batch.metric_kinds)}\n"))
         if not self._cluster:
             return [(lines[0][0], "".join(line for _, line in lines))] if lines else []
@@ -291,64 +295,59 @@ class Store:
         ``metrics`` maps a metric name to its kind (``sum`` or ``unique``). With
         ``buckets=False`` the readings of summed metrics hold only their totals (``values``
         empty): all that ranking many children needs, without a list per child."""
-        chunks = range(keys.chunk_of(ordinals.start)[0], keys.chunk_of(ordinals.stop - 1)[0] + 1) \
-            if ordinals else range(0)
-        # Counter hashes are fetched in one pipeline; each unique metric's HyperLogLogs in
-        # one script call (multi-key PFCOUNT cannot be pipelined on a cluster).
+        sums = [metric for metric, kind in metrics.items() if kind != UNIQUE] if ordinals else []
+        # Each bucket of a summed metric is one hash per parent, holding all its children:
+        # paths are read parent by parent, one read.lua call per parent and metric for every
+        # bucket of the window, each child's two fields (or, for many children, whole
+        # hashes: a long HMGET costs more than HGETALL, which also skips absent children).
+        parents: dict[Path, list[Path]] = {}
+        for path in paths:
+            parents.setdefault(keys.location(path)[0], []).append(path)
+        reads: list[tuple[Path, list[Path], str, list[str] | None]] = []
+        for parent, children in parents.items():
+            wanted = None if len(children) > _HMGET_MOST else \
+                [field for path in children for field in keys.fields(keys.location(path)[1])]
+            reads += [(parent, children, metric, wanted) for metric in sums]
+        # Each unique metric's HyperLogLogs are merged by one script call per series
+        # (multi-key PFCOUNT cannot be pipelined on a cluster).
         unique_calls = [(path, metric) for path in paths
                         for metric, kind in metrics.items() if kind == UNIQUE and ordinals]
+        calls = [
+            (self._read, [keys.cells(pk, parent, metric, period, ordinals.start)],
+             [keys.cells_stem(pk, parent, metric, period), ordinals.start, len(ordinals),
+              *(wanted or [])])
+            for parent, children, metric, wanted in reads
+        ] + [
+            (self._uniques, [keys.unique(pk, path, metric, period, o) for o in ordinals], [])
+            for path, metric in unique_calls
+        ]
         with redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for path in paths:
-                for metric, kind in metrics.items():
-                    if kind != UNIQUE:
-                        for chunk in chunks:
-                            pipe.hgetall(keys.counter(pk, path, metric, period, chunk))
-            target = self.redis if self._cluster else pipe
-            unique_replies = [
-                self._uniques(keys=[keys.unique(pk, path, metric, period, o) for o in ordinals],
-                              client=target)
-                for path, metric in unique_calls
-            ]
-            replies = pipe.execute()
-        if not self._cluster:  # the script calls were queued in the pipeline
-            unique_replies = replies[len(replies) - len(unique_calls):]
-        counter_replies = iter(replies)
-        uniques = dict(zip(unique_calls, unique_replies, strict=True))
-        result: dict[Path, dict[str, Reading]] = {}
-        for path in paths:
-            result[path] = {}
-            for metric, kind in metrics.items():
-                if kind == UNIQUE:
-                    counts = uniques.get((path, metric), [0])
-                    result[path][metric] = Reading(list(counts[:-1]), counts[-1])
+            if len(calls) == 1 or self._cluster:
+                # One call needs no pipeline (whose scripts redis-py checks with SCRIPT EXISTS,
+                # a round trip more); on a cluster scripts cannot be pipelined.
+                replies = [script(keys=names, args=args) for script, names, args in calls]
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                for script, names, args in calls:
+                    script(keys=names, args=args, client=pipe)
+                replies = pipe.execute()
+        result: dict[Path, dict[str, Reading]] = {path: {} for path in paths}
+        for (_, children, metric, wanted), reply in zip(reads, replies, strict=False):
+            for path, values in _by_child(children, wanted, reply, len(ordinals)).items():
+                if not buckets:
+                    result[path][metric] = Reading([], from_nanos(sum(values)))
                 else:
-                    cells = self._cells([next(counter_replies) for _ in chunks], chunks,
-                                        ordinals)
-                    if not buckets:
-                        total = sum(nanos for _, nanos in cells)
-                        result[path][metric] = Reading([], from_nanos(total))
-                        continue
-                    values = [0] * len(ordinals)
-                    for index, nanos in cells:
-                        values[index] += nanos
                     # Most buckets of a child are empty: 0 needs no conversion.
                     result[path][metric] = Reading([from_nanos(v) if v else 0 for v in values],
                                                    from_nanos(sum(values)))
-        return result
-
-    @staticmethod
-    def _cells(hashes: list[dict], chunks: range, ordinals: range) -> list[tuple[int, int]]:
-        """``(index in ordinals, nanos)`` of every stored field within ``ordinals``, from the
-        chunk hashes that cover them (a bucket may have two: whole units and billionths)."""
-        cells = []
-        for chunk, fields in zip(chunks, hashes, strict=True):
-            for name, value in fields.items():
-                fraction = name.endswith("f")
-                index = chunk * keys.CHUNK + int(name[:-1] if fraction else name) - ordinals.start
-                if 0 <= index < len(ordinals):
-                    cells.append((index, int(value) if fraction else int(value) * NANO))
-        return cells
+        unique_replies = replies[len(reads):]
+        for (path, metric), counts in zip(unique_calls, unique_replies, strict=True):
+            result[path][metric] = Reading(list(counts[:-1]), counts[-1])
+        for path in paths:  # every metric over an empty window
+            for metric in metrics:
+                result[path].setdefault(metric, Reading([], 0))
+        # Each path's metrics in the order asked.
+        return {path: {metric: result[path][metric] for metric in metrics} for path in paths}
 
     def children(self, pk: str, path: Path, since: float | None = None) -> list[str]:
         """The children seen under ``path`` (since ``since``, when given), sorted by name."""
@@ -368,10 +367,51 @@ class Store:
         with redis_errors():
             return sorted(self.redis.smembers(keys.PKS))
 
+    def layout(self) -> int:
+        """The storage layout of this store's counters: keys.LAYOUT, or an earlier one whose
+        counters are not read until ``hailwhale migrate`` carries them over. A store's first
+        batch records its layout; an empty store is today's."""
+        with redis_errors():
+            found = self.redis.get(keys.LAYOUT_KEY)
+            if found is not None:
+                return int(found)
+            # Pks and no layout recorded: written by the first layout, which recorded none.
+            return 1 if self.redis.exists(keys.PKS) else keys.LAYOUT
+
     def ping(self) -> bool:
         """Whether Redis answers."""
         with redis_errors():
             return bool(self.redis.ping())
+
+
+# Children of one parent read with HMGET (two fields each) up to this many; more are read
+# whole with HGETALL, which also skips the many children empty in a given bucket.
+_HMGET_MOST = 32
+
+
+def _by_child(children: Sequence[Path], wanted: list[str] | None, reply: list,
+              count: int) -> dict[Path, list[int]]:
+    """Each child's nanos in each of ``count`` buckets, from read.lua's reply for their
+    parent: the values of ``wanted`` bucket after bucket or, when ``wanted`` is None, each
+    bucket's fields and values."""
+    values = {path: [0] * count for path in children}
+    if wanted is not None:
+        width = len(wanted)
+        for i, path in enumerate(children):
+            row = values[path]
+            wholes, fractions = reply[2 * i::width], reply[2 * i + 1::width]
+            for bucket, (whole, fraction) in enumerate(zip(wholes, fractions, strict=True)):
+                if whole is not None or fraction is not None:
+                    row[bucket] = int(whole or 0) * NANO + int(fraction or 0)
+        return values
+    names = {keys.location(path)[1]: path for path in children}
+    for bucket, pairs in enumerate(reply):
+        for field, amount in zip(pairs[::2], pairs[1::2], strict=True):
+            fraction = field.endswith(keys.FRACTION)
+            path = names.get(field[:-1] if fraction else field)
+            if path is not None:
+                values[path][bucket] += int(amount) if fraction else int(amount) * NANO
+    return values
 
 
 def over_cap(event: Event, refused: dict[str, set[str]]) -> str | None:

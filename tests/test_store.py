@@ -81,9 +81,9 @@ def test_an_apply_that_would_overflow_a_counter_changes_nothing(real_client, set
     store = Store(real_client, settings)
     store.count(events(settings, clock.now, {"dimensions": "big",
                                              "metrics": {"n": 10**12}}), clock.now)
-    counter = next(key for key in real_client.keys("hw:*:c:n:*") if "big" not in key)
-    field = next(iter(real_client.hgetall(counter)))
-    real_client.hset(counter, field, 2**63 - 10**11)  # the root's n, near the limit
+    counter = real_client.keys("hw:{%}:s:n:*")[0]  # the root's hash, beside its child big
+    assert set(real_client.hgetall(counter)) == {keys.ROOT_FIELD, "big"}
+    real_client.hset(counter, keys.ROOT_FIELD, 2**63 - 10**11)  # the root's n, near the limit
     # Every key but the children sets: the cardinality guard reserves a new child's room
     # before the apply, and keeps it (a child listed with nothing counted) when that fails.
     def state():
@@ -133,14 +133,14 @@ def test_uniques_merge_at_read_time(store, settings, clock):
 def test_retention_is_key_expiry(store, settings, clock):
     store.count(events(settings, clock.now, {"dimensions": "a",
                                              "metrics": {"v": "is_unique"}}), clock.now)
-    counter_keys = store.redis.keys("hw:*:c:*")
+    counter_keys = store.redis.keys("hw:*:s:*")
     assert counter_keys
     for key in counter_keys + store.redis.keys("hw:*:u:*"):
         ttl = store.redis.ttl(key)
         code = key.split(":")[-2]
         period = next(p for p in settings.periods if p.code == code)
-        # A chunk lives until its last bucket has been kept for the retention.
-        assert period.retention <= ttl <= period.retention + keys.CHUNK * period.interval + 1
+        # A bucket lives until it has been kept for the retention after its end.
+        assert period.retention <= ttl <= period.retention + period.interval + 1
 
 
 def test_backfilled_events_skip_periods_that_no_longer_keep_them(store, settings, clock):
@@ -150,14 +150,19 @@ def test_backfilled_events_skip_periods_that_no_longer_keep_them(store, settings
     assert store.redis.keys(f"*:{settings.periods[1].code}:*")
 
 
-def test_chunks_stay_small(store, settings, clock):
+def test_children_share_their_parents_bucket_hash(store, settings, clock):
     period = settings.periods[0]
-    base = clock.now - 2 * 3600
     store.count(events(settings, clock.now, *[
-        {"metrics": {"x": 0.5}, "at": base + 15 * i} for i in range(480)]), clock.now)
-    for key in store.redis.keys(f"hw:*:c:x:{period.code}:*"):
-        assert store.redis.hlen(key) <= 2 * keys.CHUNK
-    assert read_total(store, clock.now, metric="x", period=period).total > 0
+        {"dimensions": ["shop", f"p{i}"], "metrics": {"x": 0.5 + i}} for i in range(40)]),
+        clock.now)
+    [bucket] = store.redis.keys(f"hw:{{%|shop}}:s:x:{period.code}:*")
+    fields = store.redis.hgetall(bucket)
+    assert {name.removesuffix(keys.FRACTION) for name in fields} == \
+        {f"p{i}" for i in range(40)}
+    assert fields["p3"] == "3" and fields["p3" + keys.FRACTION] == "500000000"
+    # One key per (parent, metric, period, bucket): the root's (root + shop), shop's (pages).
+    assert len(store.redis.keys(f"hw:*:s:x:{period.code}:*")) == 2
+    assert read_total(store, clock.now, ("shop", "p3"), metric="x", period=period).total == 3.5
 
 
 def test_counter_hashes_keep_the_compact_encoding(real_client, settings, clock):
@@ -167,7 +172,7 @@ def test_counter_hashes_keep_the_compact_encoding(real_client, settings, clock):
     base = clock.now - 3 * 3600 + 60
     store.count(events(settings, clock.now, *[
         {"metrics": {"x": 0.5}, "at": base + 15 * i} for i in range(700)]), clock.now)
-    for key in real_client.keys("hw:*:c:*"):
+    for key in real_client.keys("hw:*:s:*"):
         assert real_client.object("encoding", key) == "listpack", key
 
 
@@ -258,14 +263,16 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
     store.count(events(settings, clock.now, {"dimensions": "page",
                                              "metrics": {"v": "is_unique"}, "uid": "a"}),
                 clock.now)
-    ttls = {key: real_client.ttl(key) for key in real_client.keys("hw:*") if key != keys.PKS}
+    ttls = {key: real_client.ttl(key) for key in real_client.keys("hw:*")
+            if key not in (keys.PKS, keys.LAYOUT_KEY)}
     assert ttls and all(ttl > 0 for ttl in ttls.values()), ttls
     # A later batch into the same keys (the script skips EXPIREAT for keys it did not
     # create): every key still expires.
     store.count(events(settings, clock.now, {"dimensions": "page",
                                              "metrics": {"v": "is_unique"}, "uid": "b"}),
                 clock.now)
-    assert all(real_client.ttl(key) > 0 for key in real_client.keys("hw:*") if key != keys.PKS)
+    assert all(real_client.ttl(key) > 0 for key in real_client.keys("hw:*")
+               if key not in (keys.PKS, keys.LAYOUT_KEY))
     assert read_total(store, clock.now, ("page",)).total == 2
 
 
@@ -295,9 +302,8 @@ def test_a_batch_with_an_overflowing_event_counts_the_others_once(real_client, s
     store = Store(real_client, settings)
     store.count(events(settings, clock.now, {"dimensions": "big", "metrics": {"n": 1}}),
                 clock.now)
-    for key in real_client.keys("hw:*big*:c:n:*"):
-        field = next(iter(real_client.hgetall(key)))
-        real_client.hset(key, field, 2**63 - 10)
+    for key in real_client.keys("hw:{%}:s:n:*"):  # big's buckets, beside the root's
+        real_client.hset(key, "big", 2**63 - 10)
     raws = [{"dimensions": "ok", "metrics": {"m": 1}, "at": clock.now},
             {"dimensions": "big", "metrics": {"n": 100}, "at": clock.now},
             {"dimensions": "ok", "metrics": {"m": 2}, "at": clock.now}]

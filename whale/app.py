@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth
+from hailwhale import auth, keys
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch
@@ -154,8 +154,12 @@ def create_app(store: Store, settings: Settings | None = None,
     @app.get("/health")
     @handled
     def health():
-        store.ping()
-        return json_answer({"ok": True, "store": "up", **guard.health()})
+        layout = store.layout()  # also what proves Redis answers
+        stale = {} if layout == keys.LAYOUT else {"migrate": (
+            f"the store holds counters of storage layout {layout}, not shown until "
+            f"`hailwhale migrate` carries them into layout {keys.LAYOUT}")}
+        return json_answer({"ok": True, "store": "up", "layout": layout, **stale,
+                            **guard.health()})
 
     @app.get("/api")
     @handled

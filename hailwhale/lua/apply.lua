@@ -13,6 +13,8 @@
 --   U key expireat uid US uid ...   PFADD; EXPIREAT when the HyperLogLog changed
 --   Z key ttl score US member ...   ZADD GT, EXPIRE
 --   M key ttl field US value ...    HSET, EXPIRE
+--   L key version pks              SET key version, when the set pks does not exist yet (a
+--                                  store's first batch records its layout)
 --   S key - member US member ...    SADD
 -- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
 -- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before, and
@@ -117,6 +119,10 @@ for code, key, number, items in string.gmatch(ARGV[3], LINE) do
     -- A new HyperLogLog always changes; an unchanged one already has its expiry.
     if pfadd(key, uids) > 0 then
       redis.call("EXPIREAT", key, number)
+    end
+  elseif code == "L" then
+    if redis.call("EXISTS", items) == 0 then
+      redis.call("SET", key, number)
     end
   elseif code == "S" then
     -- pks may be "" (the default pk): split keeping empty members.

@@ -1,7 +1,7 @@
 """Writes tests/data/layout1.json.gz: a store written by HailWhale's first storage layout (one
 hash per series, metric, period and 60-bucket chunk), and the answers that code gave.
 
-It was run once, at commit f6ccfd3 (the last commit with that layout), to give
+It was run once, on the first layout (commit f6ccfd3 with this file added), to give
 tests/test_migrate.py a store that today's ``hailwhale migrate`` must carry over; it does
 not run against later code. Every key is kept as its type, contents (strings base64, so
 HyperLogLogs stay byte-exact) and remaining time to live.
@@ -32,7 +32,7 @@ HOSTILE = ["a:b", "x|y", "{t}", "100%", "<img src=x onerror=alert(1)>", "ünï",
 def events() -> list[dict]:
     rng = random.Random(11)
     raws = []
-    for i in range(1500):
+    for _ in range(1500):
         site = f"site{rng.randrange(4)}"
         section = rng.choice(["news", "shop", *HOSTILE[:3]])
         age = rng.choice([0, 5, 40, 600, 3 * 3600 - 30, 5 * 3600, 3 * 86400, 40 * 86400])
