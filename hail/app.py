@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth
+from hailwhale import auth, wire
 from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
 from whale.web import (
@@ -31,7 +31,9 @@ from whale.web import (
 )
 
 log = logging.getLogger("hailwhale.hail")
-Sink = Callable[[list[dict]], None]
+Sink = Callable[[list], None]
+# What a sink is given for one checked event: (its raw parameters, the Event, when received).
+Encoder = Callable[[dict, Event, float], object]
 
 
 def stamp(raw: dict, event: Event, received: float) -> dict:
@@ -50,9 +52,10 @@ def stamp(raw: dict, event: Event, received: float) -> dict:
 
 
 def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
-               clock: Callable[[], float] = time.time) -> bottle.Bottle:
-    """The Hail WSGI app: events go to ``sink`` (which raises StoreUnavailable when it
-    cannot take them); ``health`` reports the sink's state for ``/health``."""
+               clock: Callable[[], float] = time.time, encode: Encoder = stamp) -> bottle.Bottle:
+    """The Hail WSGI app: events go to ``sink``, each as ``encode`` makes it (which raises
+    StoreUnavailable when it cannot take them); ``health`` reports the sink's state for
+    ``/health``."""
     app = App()
     install_common(app)
     guard = Guard(settings)
@@ -63,7 +66,7 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
         now = clock()
         events = parse_events(raws, settings, now)
         require_write(grant, events)
-        sink([stamp(raw, event, now) for raw, event in zip(raws, events, strict=True)])
+        sink([encode(raw, event, now) for raw, event in zip(raws, events, strict=True)])
         return len(events)
 
     def accept_query() -> int:
@@ -111,4 +114,5 @@ def from_settings(settings: Settings) -> bottle.Bottle:
     from hailwhale.buffer import Buffer
 
     buffer = Buffer.from_url(settings.hail_redis_url)
-    return create_app(buffer.push, settings, lambda: buffer.stats().as_dict())
+    return create_app(buffer.push, settings, lambda: buffer.stats().as_dict(),
+                      encode=lambda raw, event, received: wire.encode(event, received))

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from .dimensions import Path, expand, parent_links
 from .event import Event
-from .numbers import to_nanos
+from .numbers import NANO, to_nanos
 from .periods import Period
 
 SUM = "sum"
@@ -76,6 +76,37 @@ class Batch:
     # (pk, parent) -> child -> last seen
     metric_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     events: int = 0
+
+
+@dataclass
+class Folded:
+    """A batch folded as columns (hailwhale.columns.fold), which Store.write turns into its
+    operations without a Python step per counter. ``sums`` has a row per counter (pk, path,
+    period, ordinal, names, wholes, fractions: the metric's sum in whole units and
+    billionths), ``members`` a row per HyperLogLog (pk, path, period, ordinal, uniques, uid:
+    the list of uids); a path is spelled as its names joined by wire.US, and ``tuples``
+    gives each spelling's path. Children, metric kinds and events are as in Batch. Polars
+    frames, used only through their methods: this module does not import polars."""
+
+    periods: tuple[Period, ...]
+    sums: object
+    members: object
+    tuples: dict[str, Path]
+    children: dict[tuple[str, Path], dict[str, float]]
+    metric_kinds: dict[str, dict[str, str]]
+    events: int
+
+    def batch(self) -> Batch:
+        """The same batch as dictionaries."""
+        counters: dict[CellKey, dict[str, int]] = {}
+        for pk, path, period, ordinal, name, whole, fraction in self.sums.iter_rows():
+            counters.setdefault((pk, self.tuples[path], period, ordinal), {})[name] = \
+                whole * NANO + fraction
+        uniques: dict[CellKey, dict[str, set[str]]] = {}
+        for pk, path, period, ordinal, name, uids in self.members.iter_rows():
+            uniques.setdefault((pk, self.tuples[path], period, ordinal), {})[name] = set(uids)
+        return Batch(self.periods, counters, uniques, self.children, self.metric_kinds,
+                     self.events)
 
 
 class Folder:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from .aggregate import aggregate
+from .aggregate import Batch, aggregate
 from .errors import BadRequest, CounterOverflow
 from .event import parse_event
-from .store import Store, over_cap
+from .store import Store, metric_names, over_cap
 
 MAX_BATCH_ID = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -47,7 +47,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
         except BadRequest as exc:
             rejected.append({"index": index, "error": str(exc)})
     # Events naming a metric their pk has no room for (MAX_PK_METRICS) are refused alone.
-    refused = store.admit_metrics(events)
+    refused = store.admit_metrics(metric_names(events))
     if refused:
         kept = []
         for index, event in zip(indexes, events, strict=True):
@@ -59,15 +59,51 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
                     f"metrics.{name}", name, store._cap_reason(event.pk)))})
         indexes, events = [i for i, _ in kept], [e for _, e in kept]
         rejected.sort(key=lambda item: item["index"])
-    answer = {"batch": batch_id, "counted": len(events), "rejected": rejected}
-    batch = aggregate(events, settings.periods, settings.tz, now)
+    return _apply(store, batch_id, aggregate(events, settings.periods, settings.tz, now),
+                  rejected, [(index, lambda e=event: aggregate([e], settings.periods, settings.tz,
+                                                               now))
+                             for index, event in zip(indexes, events, strict=True)], now)
+
+
+def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -> dict:
+    """Count the wire lines ``items`` (hailwhale.wire; lines of the first wire form too) at
+    most once under ``batch_id``, as ``count_batch`` does: each line's shape is checked,
+    all at once, and the accepted ones are folded as columns."""
+    # Imported here: polars costs a process about 150 ms and tens of MB to load, and only
+    # Whale's POST /batch needs it (Hail nodes and Celery workers import this module too).
+    from . import columns
+
+    check_batch_id(batch_id)
+    settings = store.settings
+    table, rejected = columns.check(items, settings, now)
+    refused = store.admit_metrics(columns.metric_names(table))
+    if refused:
+        table, capped = columns.without(table, refused)
+        rejected += [{"index": index, "error": str(BadRequest(
+            f"metrics.{name}", name, store._cap_reason(pk)))} for index, pk, name in capped]
+        rejected.sort(key=lambda item: item["index"])
+
+    def alone(row: int):
+        return lambda: columns.fold(table.slice(row, 1), settings.periods, settings.tz, now)
+
+    return _apply(store, batch_id, columns.fold(table, settings.periods, settings.tz, now),
+                  rejected, [(index, alone(row)) for row, index in enumerate(table["index"])],
+                  now)
+
+
+def _apply(store: Store, batch_id: str, batch: Batch, rejected: list[dict],
+           alone: list[tuple[int, Callable[[], Batch]]], now: float) -> dict:
+    """Write the folded ``batch`` under ``batch_id``; ``alone`` folds each of its events by
+    itself (with its index in the batch), for the one-by-one fallback."""
+    answer = {"batch": batch_id, "counted": len(alone), "rejected": rejected}
     try:
         applied, recorded = store.write(batch, batch_id, _record(answer))
     except CounterOverflow:
         # Some event would push a counter past 64 bits, and nothing was applied: count the
         # events one by one (each under an id of its own, so a retry counts none twice),
         # refusing those that overflow, and remember the batch id with that answer.
-        answer = _one_by_one(store, batch_id, events, indexes, rejected, now)
+        answer = _one_by_one(store, batch_id, alone, rejected)
+        settings = store.settings
         applied, recorded = store.write(aggregate([], settings.periods, settings.tz, now),
                                         batch_id, _record(answer))
     if not applied:
@@ -79,14 +115,12 @@ def _record(answer: dict) -> str:
     return json.dumps(answer, separators=(",", ":"))
 
 
-def _one_by_one(store: Store, batch_id: str, events: list, indexes: list[int],
-                rejected: list[dict], now: float) -> dict:
-    settings = store.settings
+def _one_by_one(store: Store, batch_id: str, alone: list[tuple[int, Callable[[], Batch]]],
+                rejected: list[dict]) -> dict:
     counted = 0
-    for index, event in zip(indexes, events, strict=True):
+    for index, fold in alone:
         try:
-            store.write(aggregate([event], settings.periods, settings.tz, now),
-                        f"{batch_id}#{index}")
+            store.write(fold(), f"{batch_id}#{index}")
             counted += 1
         except CounterOverflow as exc:
             rejected.append({"index": index, "error": f"metrics: {exc}"})

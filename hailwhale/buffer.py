@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import redis
 
-from . import keys
-from .store import connect, redis_errors
+from . import keys, wire
+from .connection import connect, redis_errors
 
 _LUA = pathlib.Path(__file__).parent / "lua"
 POOL_SIZE = 32  # Redis connections per process (a Hail worker, hailwail)
@@ -62,11 +62,13 @@ class Buffer:
         rename_on_open(client)  # keys under an earlier version's names
         return cls(client)
 
-    def push(self, events: list[dict]) -> None:
-        """Append events (raw parameters, as JSON) in one atomic command."""
+    def push(self, events: list[str | dict]) -> None:
+        """Append events in one atomic command: wire lines (hailwhale.wire) as they are, or
+        raw parameters (the first wire form) as JSON."""
         if events:
             with redis_errors():
-                self.redis.rpush(keys.BUFFER, *(json.dumps(e, separators=(",", ":"))
+                self.redis.rpush(keys.BUFFER, *(e if isinstance(e, str) else
+                                                json.dumps(e, separators=(",", ":"))
                                                 for e in events))
 
     def take(self, size: int, now: float | None = None) -> tuple[str, list[str]] | None:
@@ -132,12 +134,8 @@ class Buffer:
             pipe = self.redis.pipeline(transaction=False)
             pipe.llen(keys.BUFFER).lindex(keys.BUFFER, 0).zcard(keys.INFLIGHT).llen(keys.DEAD)
             waiting, oldest, in_flight, dead = pipe.execute()
-        age = None
-        if oldest:
-            try:
-                age = max(0.0, now - float(json.loads(oldest)["_received"]))
-            except (ValueError, KeyError, TypeError):
-                age = None
+        received = wire.received_of(oldest) if oldest else None
+        age = None if received is None else max(0.0, now - received)
         return BufferStats(waiting, age, in_flight, dead)
 
     def ping(self) -> bool:

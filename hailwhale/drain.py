@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import requests
 
+from . import wire
 from .buffer import Buffer
 from .errors import HailWhaleError
 
@@ -98,39 +100,38 @@ class WhaleClient:
         return _confirmed(self._post(body))
 
     def send_items(self, batch_id: str, items: list[str]) -> dict:
-        """Send buffered items (JSON texts) as they are; Whale's answer, ``rejected``
-        indexing ``items``.
+        """Send buffered items (wire lines, or JSON texts of the first wire form) as they
+        are, one per line; Whale's answer, ``rejected`` indexing ``items``.
 
-        The items are spliced into the body undecoded: Hail wrote each with json.dumps, and
-        decoding and encoding them again would cost hailwail more than the rest of its work.
-        ``count`` lets Whale check that the splice held exactly one event per item; if it did
-        not (an item that is not JSON, or not one JSON value), Whale refuses the whole batch
-        and it is sent again decoded, item by item, the undecodable ones rejected."""
-        body = (f'{{"id":{json.dumps(batch_id)},"count":{len(items)},'
-                f'"events":[{",".join(items)}]}}')
-        answer = self._post(body)
-        if answer.status_code in POISON:  # nothing was counted: Whale refuses a batch whole
-            return isolating(decoding(self.send))(batch_id, items)
-        return _confirmed(answer)
+        ``count`` lets Whale check that each item stayed one line; if one did not (a newline
+        inside it), Whale refuses the whole batch and it is split to find that item
+        (``isolating``), which is then rejected."""
+        return isolating(self._send_lines)(batch_id, items)
 
-    def _post(self, body: str) -> requests.Response:
+    def _send_lines(self, batch_id: str, items: list[str]) -> dict:
+        query = urlencode({"id": batch_id, "count": len(items)})
+        return _confirmed(self._post("\n".join(items), query, wire.CONTENT_TYPE))
+
+    def _post(self, body: str, query: str = "",
+              content_type: str = "application/json") -> requests.Response:
         try:
             try:
-                return self._request(body)
+                return self._request(body, query, content_type)
             except requests.ConnectionError:
                 # A kept-alive connection the server closed meanwhile (uWSGI's http-socket
                 # does): once more on a new one. Safe, as Whale applies a batch id once.
                 self.session.close()
-                return self._request(body)
+                return self._request(body, query, content_type)
         except requests.RequestException as exc:
             raise DeliveryFailed(f"Whale at {self.url} cannot be reached: {exc}") from None
 
-    def _request(self, body: str) -> requests.Response:
-        headers = {"Content-Type": "application/json"}
+    def _request(self, body: str, query: str, content_type: str) -> requests.Response:
+        headers = {"Content-Type": content_type}
         token = self.token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.session.post(self.url, data=body.encode(), timeout=self.timeout,
+        url = f"{self.url}?{query}" if query else self.url
+        return self.session.post(url, data=body.encode(), timeout=self.timeout,
                                  headers=headers)
 
 
@@ -142,25 +143,6 @@ def _confirmed(answer: requests.Response) -> dict:
     if answer.status_code != 200:
         raise DeliveryFailed(f"Whale answered {answer.status_code}: {answer.text[:200]}")
     return answer.json()
-
-
-def decoding(send: Callable[[str, list], dict]) -> Sender:
-    """A sender of buffered items made from a sender of decoded events: each item is
-    decoded, and those that are not JSON are answered as rejected, with the reason."""
-    def send_items(batch_id: str, items: list[str]) -> dict:
-        events, positions, dead = [], [], []
-        for position, item in enumerate(items):
-            try:
-                events.append(json.loads(item))
-            except ValueError as exc:
-                dead.append({"index": position, "error": f"not JSON: {exc}"})
-                continue
-            positions.append(position)
-        answer = send(batch_id, events) if events else {"rejected": []}
-        rejected = [{**r, "index": positions[r["index"]]} for r in answer.get("rejected", [])]
-        return {**answer, "rejected": sorted(dead + rejected, key=lambda r: r["index"])}
-
-    return send_items
 
 
 def isolating(send: Sender) -> Sender:

@@ -114,7 +114,13 @@ def fields(name: str) -> tuple[str, str]:
 
 def unique(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> str:
     """The HyperLogLog of one bucket of a unique metric."""
-    return f"{PREFIX}:{series_tag(pk, path)}:u:{_part(metric)}:{period.code}:{ordinal}"
+    return f"{unique_stem(pk, path, metric, period)}{ordinal}"
+
+
+def unique_stem(pk: str, path: Path, metric: str, period: Period) -> str:
+    """What every ``unique`` key of one series, metric and period starts with: the key of a
+    bucket is the stem and its ordinal."""
+    return f"{PREFIX}:{series_tag(pk, path)}:u:{_part(metric)}:{period.code}:"
 
 
 def children(pk: str, path: Path) -> str:

@@ -16,14 +16,16 @@ import redis
 from redis.cluster import RedisCluster
 
 from . import keys
-from .aggregate import SUM, UNIQUE, Batch, aggregate
+from .aggregate import SUM, UNIQUE, Batch, Folded, aggregate
 from .cardinality import Refused, fold
 from .config import Settings
+from .connection import connect, redis_errors
 from .dimensions import Path
-from .errors import BadRequest, ConfigurationError, CounterOverflow, StoreUnavailable
+from .errors import BadRequest, CounterOverflow
 from .event import Event
 from .numbers import NANO, from_nanos, split
 from .periods import Period
+from .wire import US as PATH_US  # how a Folded batch spells paths
 
 Number = int | float
 _LUA = pathlib.Path(__file__).parent / "lua"
@@ -33,25 +35,6 @@ UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 READ_LUA = (_LUA / "read.lua").read_text()
 ADMIT_LUA = (_LUA / "admit.lua").read_text()
 ADMIT_METRICS_LUA = (_LUA / "admit_metrics.lua").read_text()
-
-
-def connect(url: str) -> redis.Redis:
-    """A Redis client for ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``
-    or ``memory://`` (an in-process fakeredis, for tests and the demo)."""
-    if url.startswith("memory://"):
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    if url.startswith("redis+cluster://"):
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url("redis://" + url[len("redis+cluster://"):],
-                                     decode_responses=True)
-    if url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"not a Redis URL: {url!r}")
-    # Timeouts, so that an unreachable Redis is an error (503, a retried task), not a hang.
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
-                                socket_timeout=30)
 
 
 @dataclass(frozen=True)
@@ -92,7 +75,7 @@ class Store:
         nothing, when an event names a metric its pk has no room for (MAX_PK_METRICS)."""
         now = time.time() if now is None else now
         events = list(events)
-        refused = self.admit_metrics(events)
+        refused = self.admit_metrics(metric_names(events))
         for event in events:
             name = over_cap(event, refused)
             if name is not None:
@@ -101,7 +84,7 @@ class Store:
         self.write(batch)
         return batch.events
 
-    def write(self, batch: Batch, batch_id: str | None = None,
+    def write(self, batch: Batch | Folded, batch_id: str | None = None,
               record: str = "") -> tuple[bool, str]:
         """Apply a pre-aggregated batch atomically: on a single Redis all of it or none, on
         Redis Cluster each hash slot's part of it.
@@ -113,8 +96,15 @@ class Store:
         exactly the slots that were missed. Without an id, a retry after a failure may count
         twice. CounterOverflow when a counter would pass a 64-bit integer: nothing applied."""
         memory = str(self.settings.batch_memory) if batch_id else ""
-        batch = fold(batch, self._admit(batch))
-        operations = self._operations(batch)
+        refused = self._admit(batch)
+        if isinstance(batch, Folded) and not refused and not self._cluster:
+            operations = self._column_operations(batch)
+        else:
+            # Refused children (rare: a parent at MAX_CHILDREN) and cluster slots are
+            # handled on the batch as dictionaries.
+            if isinstance(batch, Folded):
+                batch = batch.batch()
+            operations = self._operations(fold(batch, refused))
         with redis_errors(), _overflow():
             if not self._cluster:
                 first_key, lines = operations[0] if operations else (keys.PKS, "")
@@ -141,17 +131,11 @@ class Store:
                 self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
         return True, record
 
-    def admit_metrics(self, events: Sequence[Event]) -> dict[str, set[str]]:
-        """The metric-name guard: per pk, the names ``events`` use that the pk has no room
-        for (it holds MAX_PK_METRICS names already), decided and reserved atomically in
-        Redis by admit_metrics.lua; one pipelined round trip."""
-        names: dict[str, dict[str, str]] = {}
-        for event in events:
-            found = names.setdefault(event.pk, {})
-            for name in event.metrics:
-                found.setdefault(name, SUM)
-            for name in event.uniques:
-                found.setdefault(name, UNIQUE)
+    def admit_metrics(self, names: dict[str, dict[str, str]]) -> dict[str, set[str]]:
+        """The metric-name guard: per pk, the names of ``names`` (pk -> metric -> kind, as
+        ``metric_names`` gives them) the pk has no room for (it holds MAX_PK_METRICS names
+        already), decided and reserved atomically in Redis by admit_metrics.lua; one
+        pipelined round trip."""
         if not names:
             return {}
         longest = max(p.retention for p in self.settings.periods)
@@ -178,7 +162,7 @@ class Store:
         return (f"pk {pk!r} already has MAX_PK_METRICS ({self.settings.max_pk_metrics}) "
                 "metric names; a new one is refused")
 
-    def _admit(self, batch: Batch) -> Refused:
+    def _admit(self, batch: Batch | Folded) -> Refused:
         """The cardinality guard: for every parent the batch counts children under, which of
         them have no room (MAX_CHILDREN), decided and reserved atomically in Redis by
         admit.lua, one pipelined round trip for the whole batch."""
@@ -233,6 +217,22 @@ class Store:
             for metric, members in uids.items():
                 key = keys.unique(pk, path, metric, period, ordinal)
                 lines.append((key, f"U\t{key}\t{when}\t{US.join(members)}\n"))
+        lines += self._index_lines(batch)
+        return self._by_slot(lines)
+
+    def _by_slot(self, lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``(a key, the operation lines)`` per hash slot: one pair on a single Redis."""
+        if not self._cluster:
+            return [(lines[0][0], "".join(line for _, line in lines))] if lines else []
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for key, line in lines:
+            groups.setdefault(self._slot(key), []).append((key, line))
+        return [(group[0][0], "".join(line for _, line in group))
+                for _, group in sorted(groups.items())]
+
+    def _index_lines(self, batch: Batch | Folded) -> list[tuple[str, str]]:
+        """The operations after the counters: children, metric names, the layout, pks."""
+        lines: list[tuple[str, str]] = []
         longest = max(p.retention for p in self.settings.periods)
         for (pk, parent), children in batch.children.items():
             key = keys.children(pk, parent)
@@ -247,13 +247,67 @@ class Store:
             lines.append((keys.LAYOUT_KEY,
                           f"L\t{keys.LAYOUT_KEY}\t{keys.LAYOUT}\t{keys.PKS}\n"))
             lines.append((keys.PKS, f"S\t{keys.PKS}\t-\t{US.join(batch.metric_kinds)}\n"))
-        if not self._cluster:
-            return [(lines[0][0], "".join(line for _, line in lines))] if lines else []
-        groups: dict[int, list[tuple[str, str]]] = {}
-        for key, line in lines:
-            groups.setdefault(self._slot(key), []).append((key, line))
-        return [(group[0][0], "".join(line for _, line in group))
-                for _, group in sorted(groups.items())]
+        return lines
+
+    def _column_operations(self, batch: Folded) -> list[tuple[str, str]]:
+        """A batch folded as columns as apply.lua's operations (on a single Redis, with no
+        refused children): the counter and HyperLogLog lines built by polars expressions,
+        a Python step only per distinct parent and metric (a key's stem) and per bucket (its
+        expiry), never per counter."""
+        import polars as pl  # loaded by Whale only (see hailwhale.batches)
+
+        tz, periods = self.settings.tz, batch.periods
+        text: list[str] = []
+        sums = batch.sums.with_columns(
+            whole=pl.col("wholes") + pl.col("fractions") // NANO,
+            fraction=pl.col("fractions") % NANO, parts=pl.col("path").str.split(PATH_US))
+        sums = sums.with_columns(
+            parent=pl.when(pl.col("path") == "").then(pl.lit(""))
+            .otherwise(pl.col("parts").list.head(pl.col("parts").list.len() - 1)
+                       .list.join(PATH_US)),
+            child=pl.when(pl.col("path") == "").then(pl.lit(keys.ROOT_FIELD))
+            .otherwise(pl.col("parts").list.last()))
+        if sums.height:
+            stems = sums.select("pk", "parent", "names", "period").unique()
+            stems = stems.with_columns(stem=pl.Series([
+                keys.cells_stem(pk, batch.tuples[parent], name, periods[index])
+                for pk, parent, name, index in stems.iter_rows()], dtype=pl.String))
+            ends = _ends(sums, periods, tz)
+            items = pl.concat_list([
+                pl.when(pl.col("whole") != 0).then(
+                    pl.col("child") + US + pl.col("whole").cast(pl.String)),
+                pl.when(pl.col("fraction") != 0).then(
+                    pl.col("child") + keys.FRACTION + US + pl.col("fraction").cast(pl.String)),
+            ]).list.drop_nulls().list.join(US)
+            counters = (sums.join(stems, on=["pk", "parent", "names", "period"])
+                        .join(ends, on=["period", "ordinal"])
+                        .select(key=pl.col("stem") + pl.col("ordinal").cast(pl.String),
+                                when=pl.col("when"), item=items)
+                        .filter(pl.col("item") != "")
+                        .group_by("key", maintain_order=True)
+                        .agg(pl.col("when").first(), pl.col("item").str.join(US)))
+            text.append(counters.select(pl.concat_str([
+                pl.lit("H\t"), pl.col("key"), pl.lit("\t"), pl.col("when").cast(pl.String),
+                pl.lit("\t"), pl.col("item"), pl.lit("\n")]).str.join("")).item() or "")
+        members = batch.members
+        if members.height:
+            stems = members.select("pk", "path", "uniques", "period").unique()
+            stems = stems.with_columns(stem=pl.Series([
+                keys.unique_stem(pk, batch.tuples[path], name, periods[index])
+                for pk, path, name, index in stems.iter_rows()], dtype=pl.String))
+            text.append(members.join(stems, on=["pk", "path", "uniques", "period"])
+                        .join(_ends(members, periods, tz), on=["period", "ordinal"])
+                        .select(pl.concat_str([
+                            pl.lit("U\t"), pl.col("stem"), pl.col("ordinal").cast(pl.String),
+                            pl.lit("\t"), pl.col("when").cast(pl.String), pl.lit("\t"),
+                            pl.col("uid").list.join(US), pl.lit("\n")]).str.join(""))
+                        .item() or "")
+        rest = self._index_lines(batch)
+        lines = "".join(text) + "".join(line for _, line in rest)
+        if not lines:
+            return []
+        first = lines.split("\t", 2)[1]
+        return [(first, lines)]
 
     def _slot(self, key: str) -> int:
         """The key's hash slot on a cluster; 0 for every key on a single Redis."""
@@ -414,6 +468,28 @@ def _by_child(children: Sequence[Path], wanted: list[str] | None, reply: list,
     return values
 
 
+def _ends(cells, periods: tuple[Period, ...], tz):
+    """(period, ordinal, when) for each distinct bucket of ``cells``: when it expires."""
+    import polars as pl
+
+    buckets = cells.select("period", "ordinal").unique()
+    return buckets.with_columns(when=pl.Series([
+        periods[index].expires_at(ordinal, tz) for index, ordinal in buckets.iter_rows()],
+        dtype=pl.Int64))
+
+
+def metric_names(events: Iterable[Event]) -> dict[str, dict[str, str]]:
+    """pk -> metric name -> SUM or UNIQUE, of every metric ``events`` count."""
+    names: dict[str, dict[str, str]] = {}
+    for event in events:
+        found = names.setdefault(event.pk, {})
+        for name in event.metrics:
+            found.setdefault(name, SUM)
+        for name in event.uniques:
+            found.setdefault(name, UNIQUE)
+    return names
+
+
 def over_cap(event: Event, refused: dict[str, set[str]]) -> str | None:
     """The first metric of ``event`` its pk had no room for (Store.admit_metrics), if any."""
     no_room = refused.get(event.pk)
@@ -431,29 +507,6 @@ def _overflow():
         if "apply.lua: overflow" in str(exc):
             raise CounterOverflow(str(exc).split("apply.lua: ", 1)[1]) from None
         raise
-
-
-@contextmanager
-def redis_errors():
-    """Turns any Redis error (a lost connection, out of memory, a read-only replica, a
-    script error) into StoreUnavailable, so apps answer 503. The message names the kind of
-    failure only: the exception text may hold Redis' host and port, which anonymous clients
-    must not see (it stays in the chained exception, for the server log)."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable("Redis is unavailable (connection lost or timed out)") from exc
-    except redis.ResponseError as exc:
-        # redis-py names the errors it knows by class (OutOfMemoryError, ReadOnlyError, ...),
-        # dropping their code from the text; others keep Redis' code as the first word.
-        # Either is safe to show.
-        if type(exc) is not redis.ResponseError:
-            code = type(exc).__name__
-        else:
-            code = str(exc).split(" ", 1)[0][:20] if str(exc)[:1].isupper() else "ERR"
-        raise StoreUnavailable(f"Redis refused the command ({code})") from exc
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"Redis failed ({type(exc).__name__})") from exc
 
 
 __all__ = ["Store", "Reading", "connect", "SUM", "UNIQUE"]

@@ -124,3 +124,32 @@ def test_the_caches_hold_no_long_names(settings):
              for _ in range(20)]
     assert store.count(worst, now) == 20
     assert [cache.cache_info().currsize for cache in caches] == before
+
+
+def _columns_settings():
+    import dataclasses
+
+    from hailwhale.config import load_settings
+
+    return dataclasses.replace(load_settings(environ={}), periods=PERIODS,
+                               timezone="Europe/Berlin")
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(events, min_size=1, max_size=40))
+def test_the_columnar_fold_of_wire_lines_counts_what_expanding_each_event_counts(batch_events):
+    """Hail's wire lines, checked and folded as columns by Whale, count what each event
+    counts, and exactly what the per-event fold above counts."""
+    from hailwhale import columns, wire
+
+    settings = _columns_settings()
+    assert settings.tz.key == "Europe/Berlin"
+    lines = [wire.encode(event, NOW) for event in batch_events]
+    table, rejected = columns.check(lines, settings, NOW)
+    assert rejected == [] and table["index"].to_list() == list(range(len(lines)))
+    batch = columns.fold(table, PERIODS, TZ, NOW).batch()
+    assert flatten(batch) == reference(batch_events)
+    assert batch.events == len(batch_events)
+    folded = aggregate(batch_events, PERIODS, TZ, NOW)
+    assert (batch.counters, batch.uniques, batch.children, batch.metric_kinds) == \
+        (folded.counters, folded.uniques, folded.children, folded.metric_kinds)

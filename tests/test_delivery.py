@@ -19,8 +19,8 @@ import requests
 
 from hailwhale import keys
 from hailwhale.buffer import Buffer
+from hailwhale.connection import connect
 from hailwhale.embedded import RedisServer, free_port
-from hailwhale.store import connect
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -249,8 +249,9 @@ def test_rejected_events_are_dead_lettered_by_real_processes(env, whale, buffer)
     push(buffer, 0, 95, now)
     buffer.push([{"dimensions": "bad", "metrics": {"x": "y"}, "at": now}])
     buffer.redis.rpush(keys.BUFFER, "{garbage")
-    # Two broken items that hailwail's splice would join into one event: Whale sees the
-    # count differ, and the batch is sent again item by item.
+    # Two broken items that a splice of JSON texts would join into one event: each travels
+    # as a line of its own, and each is refused alone (the second is no JSON, so it is read
+    # as a wire line, of the wrong shape).
     buffer.redis.rpush(keys.BUFFER, '{"dimensions":["k","c0"],"_x":[1', '2]}')
     push(buffer, 95, 5, now)
     done = wail(env, "--batch", "40")
@@ -260,7 +261,8 @@ def test_rejected_events_are_dead_lettered_by_real_processes(env, whale, buffer)
     reasons = [d["reason"] for d in buffer.dead_letters()]
     assert len(reasons) == 4
     assert any(r.startswith("metrics.x") for r in reasons)
-    assert sum(r.startswith("not JSON") for r in reasons) == 3
+    assert sum(r.startswith("not JSON") for r in reasons) == 2
+    assert sum(r.startswith("wire: not a wire line") for r in reasons) == 1
 
 
 def test_hailwail_reports_and_fails_clearly_when_whale_is_down(env, buffer):

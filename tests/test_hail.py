@@ -36,18 +36,16 @@ def whale_store(redis_server, settings):
 
 
 def sender(store, clock):
-    """Whale's side of a delivery, in-process: what ``POST /batch`` does, for buffered
-    items decoded as WhaleClient's fallback decodes them."""
-    from hailwhale.batches import count_batch
-    from hailwhale.drain import decoding
+    """Whale's side of a delivery, in-process: what ``POST /batch`` does with the buffered
+    items (wire lines, or JSON texts of the first wire form) hailwail sends as they are."""
+    from hailwhale.batches import count_lines
 
     sent = []
 
-    def send(batch_id, events):
+    def send_items(batch_id, items):
         sent.append(batch_id)
-        return count_batch(store, batch_id, events, clock.now)
+        return count_lines(store, batch_id, items, clock.now)
 
-    send_items = decoding(send)
     send_items.sent = sent
     return send_items
 

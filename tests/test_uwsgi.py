@@ -27,8 +27,8 @@ import requests
 
 from hailwhale import auth
 from hailwhale.benchkit import process_group
+from hailwhale.connection import connect
 from hailwhale.embedded import free_port
-from hailwhale.store import connect
 
 pytestmark = [
     pytest.mark.e2e,

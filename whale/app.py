@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth, keys
+from hailwhale import auth, keys, wire
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
-from hailwhale.batches import check_batch_id, count_batch
+from hailwhale.batches import check_batch_id, count_batch, count_lines
 from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
@@ -28,6 +28,7 @@ from .web import (
     App,
     Guard,
     asset,
+    body,
     gif_answer,
     handled,
     install_common,
@@ -83,18 +84,32 @@ def create_app(store: Store, settings: Settings | None = None,
     @app.post("/batch")
     @handled
     def batch():
-        """hailwail's delivery: ``{"id": ..., "events": [...]}`` (with ``count``, the number
-        of events it meant to send), counted at most once. Admin tokens only: the events
-        were checked, and their tokens, by the Hail node that took them."""
-        auth.require(guard.grant(query_params()), "admin")
+        """hailwail's delivery, counted at most once: ``POST /batch?id=...&count=N`` with the
+        buffered wire lines (hailwhale.wire) as the body, one per line; or, as earlier
+        hailwails sent it, ``{"id": ..., "events": [...]}`` (with ``count``, the number of
+        events it meant to send). Admin tokens only: the events were checked, and their
+        tokens, by the Hail node that took them."""
+        params = query_params()
+        auth.require(guard.grant(params), "admin")
+        if bottle.request.content_type.split(";")[0].strip().lower() == wire.CONTENT_TYPE:
+            batch_id = check_batch_id(params.get("id"))
+            try:
+                text = body().decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("body", "", "wire lines are UTF-8 text") from None
+            items = text.split("\n") if text else []
+            if params.get("count") != str(len(items)):
+                # A line broken in the buffer (or on the way) merges or splits events:
+                # refused whole, hailwail splits the batch to find it.
+                raise BadRequest("count", params.get("count"),
+                                 f"the batch holds {len(items)} lines")
+            return json_answer({"ok": True, **count_lines(store, batch_id, items, clock())})
         document = posted_json()
         if not isinstance(document, dict) or not isinstance(document.get("events"), list):
             raise BadRequest("body", document, 'a batch is {"id": ..., "events": [...]}')
         batch_id = check_batch_id(document.get("id"))
         count = document.get("count")
         if count is not None and count != len(document["events"]):
-            # hailwail splices buffered items into the body: a broken item can merge or
-            # split events. Refused whole, it sends the batch again item by item.
             raise BadRequest("count", count, f"the batch holds {len(document['events'])} "
                              "events")
         return json_answer({"ok": True, **count_batch(store, batch_id, document["events"],

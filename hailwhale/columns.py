@@ -1,0 +1,281 @@
+"""A batch as columns: its wire lines checked (``check``) and pre-aggregated (``fold``) with
+vectorized polars expressions and group-bys, no per-event Python loop. Pure, no Redis.
+
+Whale checks the shape of every wire line (hailwhale.wire) at once, which is enough for every
+line it accepts to be countable: the limits of hailwhale.event (names, lengths, depths,
+counts, magnitudes) and the retention rule at drain time, so no accepted event can fail in
+the store. Lines in the first wire form (the JSON objects earlier Hails buffered) are checked
+in full, one by one, and join the same columns.
+
+The same two steps as hailwhale.aggregate, as group-bys: events are summed by what they are
+counted into (pk, dimensions, each period's bucket, metric), and only those groups are
+expanded into every prefix of their dimensions and summed again. Python runs once per
+distinct event time (the bucket of each period) and once per distinct dimensions (their
+prefixes), never per event. The result is the same Batch hailwhale.aggregate folds events
+into; tests/test_aggregate.py checks both against per-event expansion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import tzinfo
+
+import polars as pl
+
+from .aggregate import SUM, UNIQUE, Folded, _expansion
+from .config import Settings
+from .dimensions import Path
+from .errors import BadRequest
+from .event import _MAX_METRIC_NAME, Event, parse_event
+from .formulas import NAME
+from .numbers import MAX_VALUE, NANO, split, to_nanos
+from .periods import Period
+from .wire import FIELDS, RS, US, VERSION
+
+_CONTROL = r"[\x00-\x1f\x7f]"
+_METRIC = f"^(?:{NAME})$"
+
+# The columns a checked batch has, one row per event.
+SCHEMA = {"index": pl.UInt32, "pk": pl.String, "at": pl.Float64, "uid": pl.String,
+          "branches": pl.List(pl.List(pl.String)), "names": pl.List(pl.String),
+          "wholes": pl.List(pl.Int64), "fractions": pl.List(pl.Int64),
+          "uniques": pl.List(pl.String)}
+
+
+def frame(events: Sequence[Event], indexes: Sequence[int] | None = None) -> pl.DataFrame:
+    """Checked events as a batch's columns (for events checked one by one: Whale's own
+    ``/count``, the first wire form)."""
+    parts = [[split(to_nanos(v)) for v in e.metrics.values()] for e in events]
+    return pl.DataFrame({
+        "index": list(indexes) if indexes is not None else list(range(len(events))),
+        "pk": [e.pk for e in events], "at": [float(e.at) for e in events],
+        "uid": [e.uid or "" for e in events],
+        "branches": [[list(b) for b in e.branches] for e in events],
+        "names": [list(e.metrics) for e in events],
+        "wholes": [[w for w, _ in p] for p in parts],
+        "fractions": [[f for _, f in p] for p in parts],
+        "uniques": [list(e.uniques) for e in events]}, schema=SCHEMA)
+
+
+def check(items: Sequence[str], settings: Settings, now: float) -> tuple[pl.DataFrame, list[dict]]:
+    """A batch's lines as columns: ``(the accepted events, [{"index", "error"}] of the
+    refused ones)``, indexes counting from 0 in ``items``."""
+    old = [i for i, item in enumerate(items) if item.startswith("{")]
+    rejected: list[dict] = []
+    frames = []
+    if old:
+        events, kept = [], []
+        for i in old:
+            try:
+                raw = json.loads(items[i])
+            except (ValueError, RecursionError) as exc:
+                rejected.append({"index": i, "error": f"not JSON: {exc}"})
+                continue
+            try:
+                events.append(parse_event(raw, settings, now))
+                kept.append(i)
+            except BadRequest as exc:
+                rejected.append({"index": i, "error": str(exc)})
+        frames.append(frame(events, kept))
+    if len(old) < len(items):
+        accepted, refused = _check_lines(items, settings, now)
+        frames.append(accepted)
+        rejected += refused
+    rejected.sort(key=lambda r: r["index"])
+    accepted = pl.concat(frames) if len(frames) > 1 else frames[0]
+    return accepted.sort("index"), rejected
+
+
+def _check_lines(items: Sequence[str], settings: Settings, now: float
+                 ) -> tuple[pl.DataFrame, list[dict]]:
+    lines = pl.DataFrame({"line": list(items)}, schema={"line": pl.String}).with_row_index(
+        "index").filter(~pl.col("line").str.starts_with("{"))
+    parts = pl.col("line").str.split("\t")
+    table = lines.with_columns(parts.alias("parts")).with_columns(
+        [pl.col("parts").list.get(i, null_on_oob=True).alias(name)
+         for i, name in enumerate(FIELDS)])
+    name_ok = (pl.element().str.len_chars().is_between(1, settings.max_name_length)
+               & ~pl.element().str.contains(_CONTROL)
+               & (pl.element().str.strip_chars().str.len_chars() > 0))
+    metric_ok = (pl.element().str.contains(_METRIC)
+                 & (pl.element().str.len_chars() <= _MAX_METRIC_NAME))
+    table = table.with_columns(
+        pl.col("received").cast(pl.Float64, strict=False),
+        pl.col("at").cast(pl.Float64, strict=False),
+        branches=pl.when(pl.col("branches") == "").then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.col("branches").str.split(RS)),
+        names=pl.col("names").str.split(US),
+        wholes=pl.col("wholes").str.split(US),
+        fractions=pl.col("fractions").str.split(US),
+        uniques=pl.when(pl.col("uniques") == "").then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.col("uniques").str.split(US)),
+    ).with_columns(
+        branches=pl.col("branches").list.eval(pl.element().str.split(US)),
+        wholes=pl.col("wholes").list.eval(pl.element().cast(pl.Int64, strict=False)),
+        fractions=pl.col("fractions").list.eval(pl.element().cast(pl.Int64, strict=False)),
+    )
+    longest = max(p.retention + p.interval for p in settings.periods)
+    # Every rule, each with the reason given for a line it refuses (the first that fails).
+    rules = [
+        (pl.col("parts").list.len() == len(FIELDS), f"not a wire line of {len(FIELDS)} fields"),
+        (pl.col("version") == VERSION, f"not wire form {VERSION}"),
+        (pl.col("received").is_not_null() & pl.col("at").is_not_null()
+         & pl.col("at").is_finite(), "received and at are numbers"),
+        ((pl.col("pk").str.len_chars() <= settings.max_name_length)
+         & ~pl.col("pk").str.contains(_CONTROL), "pk: too long or holds control characters"),
+        ((pl.col("uid").str.len_chars() <= settings.max_name_length)
+         & ~pl.col("uid").str.contains(_CONTROL), "uid: too long or holds control characters"),
+        (pl.col("branches").list.len() <= settings.max_branches, "dimensions: too many branches"),
+        (pl.col("branches").list.eval(
+            pl.element().list.len().is_between(1, settings.max_depth)).list.all(),
+         "dimensions: a branch is empty or too deep"),
+        (pl.col("branches").list.eval(pl.element().list.eval(name_ok).list.all()).list.all(),
+         "dimensions: a name is empty, too long or holds control characters"),
+        (pl.col("names").list.len().is_between(1, settings.max_metrics + 1)
+         & (pl.col("names").list.len() == pl.col("wholes").list.len())
+         & (pl.col("names").list.len() == pl.col("fractions").list.len()),
+         "metrics: names and values do not match"),
+        ((pl.col("names").list.eval(metric_ok).list.all())
+         & (pl.col("uniques").list.eval(metric_ok).list.all())
+         & (pl.col("names").list.n_unique() == pl.col("names").list.len()),
+         "metrics: a name is not letters, digits and _"),
+        (pl.col("wholes").list.eval(pl.element().is_not_null()
+                                    & (pl.element().abs() <= MAX_VALUE)).list.all()
+         & pl.col("fractions").list.eval(pl.element().is_between(0, NANO - 1)).list.all(),
+         f"metrics: a value is not a number of at most {MAX_VALUE:.0e}"),
+        ((pl.col("uniques").list.len() == 0) | (pl.col("uid") != ""),
+         "uid: a unique metric needs a uid"),
+        (pl.col("at") <= now + settings.future_skew,
+         f"at: more than {settings.future_skew}s in the future"),
+        (pl.col("at") > now - longest, "at: older than every period's retention"),
+    ]
+    reason = pl.lit(None, pl.String)
+    for rule, why in reversed(rules):
+        reason = pl.when(rule.fill_null(False)).then(reason).otherwise(pl.lit(why))
+    table = table.with_columns(reason=reason)
+    # The exact retention rule (a bucket's end plus the retention, daily periods in the
+    # configured zone) for the lines the quick bound above let through.
+    ats = table.filter(pl.col("reason").is_null())["at"].unique().to_list()
+    stale = [at for at in ats if not any(p.keeps(at, now, settings.tz) for p in settings.periods)]
+    if stale:
+        table = table.with_columns(reason=pl.when(pl.col("at").is_in(stale)
+                                                  & pl.col("reason").is_null())
+                                   .then(pl.lit("at: older than every period's retention"))
+                                   .otherwise(pl.col("reason")))
+    bad = table.filter(pl.col("reason").is_not_null())
+    rejected = [{"index": index, "error": f"wire: {why}"}
+                for index, why in zip(bad["index"], bad["reason"], strict=True)]
+    accepted = table.filter(pl.col("reason").is_null()).with_columns(
+        pl.col("pk").fill_null(""), pl.col("uid").fill_null("")).select(list(SCHEMA))
+    return accepted.cast(SCHEMA), rejected
+
+
+def metric_names(events: pl.DataFrame) -> dict[str, dict[str, str]]:
+    """pk -> metric name -> SUM or UNIQUE, of every metric the events count (for the
+    metric-name guard, Store.admit_metrics)."""
+    names: dict[str, dict[str, str]] = {}
+    for column, kind in (("names", SUM), ("uniques", UNIQUE)):
+        for pk, name in events.select("pk", column).explode(column).drop_nulls() \
+                .unique(maintain_order=True) \
+                .iter_rows():
+            names.setdefault(pk, {}).setdefault(name, kind)
+    return names
+
+
+def without(events: pl.DataFrame, refused: dict[str, set[str]]
+            ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+    """``events`` without those naming a metric their pk has no room for (``refused``: pk ->
+    names): ``(the rest, [(index, pk, the first such name)])``."""
+    over = pl.lit(False)
+    for pk, names in refused.items():
+        listed = pl.lit(sorted(names), pl.List(pl.String))
+        over = over | ((pl.col("pk") == pk)
+                       & (pl.col("names").list.set_intersection(listed).list.len()
+                          + pl.col("uniques").list.set_intersection(listed).list.len() > 0))
+    marked = events.with_columns(over=over)
+    capped = [(index, pk, next(n for n in (*names, *uniques) if n in refused[pk]))
+              for index, pk, names, uniques in marked.filter(pl.col("over"))
+              .select("index", "pk", "names", "uniques").iter_rows()]
+    return marked.filter(~pl.col("over")).drop("over"), capped
+
+
+_KEY = ["pk", "dims", "period", "ordinal"]
+
+
+def _buckets(ats: list[float], periods: tuple[Period, ...], tz: tzinfo,
+             now: float) -> pl.DataFrame:
+    """(at, period index, ordinal) for every period that still keeps each distinct time."""
+    rows: dict[str, list] = {"at": [], "period": [], "ordinal": []}
+    for at in ats:
+        for index, period in enumerate(periods):
+            if period.keeps(at, now, tz):
+                rows["at"].append(at)
+                rows["period"].append(index)
+                rows["ordinal"].append(period.ordinal(at, tz))
+    return pl.DataFrame(rows, schema={"at": pl.Float64, "period": pl.Int32,
+                                      "ordinal": pl.Int64})
+
+
+def _prefixes(dims: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
+    """For each distinct dimensions spelling: every path it is counted into, and every
+    (parent, child) link; and each path spelling's tuple."""
+    paths: dict[str, list] = {"dims": [], "path": []}
+    links: dict[str, list] = {"dims": [], "parent": [], "child": []}
+    tuples: dict[str, Path] = {}
+    for spelled in dims:
+        branches = tuple(tuple(b.split(US)) for b in spelled.split(RS)) if spelled else ()
+        expanded, parents = _expansion(branches)
+        for path in expanded:
+            key = US.join(path) if path else ""
+            tuples.setdefault(key, path)
+            paths["dims"].append(spelled)
+            paths["path"].append(key)
+        for parent, child in parents:
+            key = US.join(parent) if parent else ""
+            tuples.setdefault(key, parent)
+            links["dims"].append(spelled)
+            links["parent"].append(key)
+            links["child"].append(child)
+    return (pl.DataFrame(paths, schema={"dims": pl.String, "path": pl.String}),
+            pl.DataFrame(links, schema={"dims": pl.String, "parent": pl.String,
+                                        "child": pl.String}), tuples)
+
+
+def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: tzinfo,
+         now: float) -> Folded:
+    """Every event of ``events`` (columns as SCHEMA) folded into one batch."""
+    periods = tuple(periods)
+    table = events.select(
+        "pk", "at", "uid", "names", "wholes", "fractions", "uniques",
+        dims=pl.col("branches").list.eval(pl.element().list.join(US)).list.join(RS))
+    buckets = _buckets(table["at"].unique().to_list(), periods, tz, now)
+    paths, links, tuples = _prefixes(table["dims"].unique().to_list())
+
+    sums = (table.select("pk", "dims", "at", "names", "wholes", "fractions")
+            .explode(["names", "wholes", "fractions"])
+            .join(buckets, on="at")
+            .group_by([*_KEY, "names"]).agg(pl.col("wholes").sum(), pl.col("fractions").sum())
+            .join(paths, on="dims")
+            .group_by(["pk", "path", "period", "ordinal", "names"])
+            .agg(pl.col("wholes").sum(), pl.col("fractions").sum()))
+    members = (table.filter(pl.col("uniques").list.len() > 0)
+               .select("pk", "dims", "at", "uid", "uniques")
+               .explode("uniques").join(buckets, on="at")
+               .group_by([*_KEY, "uniques"]).agg(pl.col("uid").unique())
+               .join(paths, on="dims").explode("uid")
+               .group_by(["pk", "path", "period", "ordinal", "uniques"])
+               .agg(pl.col("uid").unique()))
+
+    children: dict = {}
+    seen = (table.group_by(["pk", "dims"]).agg(pl.col("at").max())
+            .join(links, on="dims").group_by(["pk", "parent", "child"]).agg(pl.col("at").max()))
+    for pk, parent, child, at in seen.iter_rows():
+        children.setdefault((pk, tuples[parent]), {})[child] = at
+
+    kinds: dict[str, dict[str, str]] = {}
+    for column, kind in (("names", SUM), ("uniques", UNIQUE)):
+        for pk, name in table.select("pk", column).explode(column).drop_nulls().unique() \
+                .iter_rows():
+            kinds.setdefault(pk, {})[name] = kind
+    return Folded(periods, sums, members, tuples, children, kinds, table.height)
