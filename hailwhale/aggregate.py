@@ -21,6 +21,7 @@ from .dimensions import Path, expand, parent_links
 from .event import Event
 from .numbers import NANO, to_nanos
 from .periods import Period
+from .wire import US
 
 SUM = "sum"
 UNIQUE = "unique"
@@ -78,20 +79,24 @@ class Batch:
     events: int = 0
 
 
+def path_of(spelled: str) -> Path:
+    """The path a Folded batch spells as its names joined by wire.US (the root as "")."""
+    return tuple(spelled.split(US)) if spelled else ()
+
+
 @dataclass
 class Folded:
     """A batch folded as columns (hailwhale.columns.fold), which Store.write turns into its
     operations without a Python step per counter. ``sums`` has a row per counter (pk, path,
     period, ordinal, names, wholes, fractions: the metric's sum in whole units and
     billionths), ``members`` a row per HyperLogLog (pk, path, period, ordinal, uniques, uid:
-    the list of uids); a path is spelled as its names joined by wire.US, and ``tuples``
-    gives each spelling's path. Children, metric kinds and events are as in Batch. Polars
-    frames, used only through their methods: this module does not import polars."""
+    the list of uids); a path is spelled as its names joined by wire.US (``path_of``).
+    Children, metric kinds and events are as in Batch. Polars frames, used only through
+    their methods: this module does not import polars."""
 
     periods: tuple[Period, ...]
     sums: object
     members: object
-    tuples: dict[str, Path]
     children: dict[tuple[str, Path], dict[str, float]]
     metric_kinds: dict[str, dict[str, str]]
     events: int
@@ -100,11 +105,11 @@ class Folded:
         """The same batch as dictionaries."""
         counters: dict[CellKey, dict[str, int]] = {}
         for pk, path, period, ordinal, name, whole, fraction in self.sums.iter_rows():
-            counters.setdefault((pk, self.tuples[path], period, ordinal), {})[name] = \
+            counters.setdefault((pk, path_of(path), period, ordinal), {})[name] = \
                 whole * NANO + fraction
         uniques: dict[CellKey, dict[str, set[str]]] = {}
         for pk, path, period, ordinal, name, uids in self.members.iter_rows():
-            uniques.setdefault((pk, self.tuples[path], period, ordinal), {})[name] = set(uids)
+            uniques.setdefault((pk, path_of(path), period, ordinal), {})[name] = set(uids)
         return Batch(self.periods, counters, uniques, self.children, self.metric_kinds,
                      self.events)
 

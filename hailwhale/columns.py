@@ -23,9 +23,8 @@ from datetime import tzinfo
 
 import polars as pl
 
-from .aggregate import SUM, UNIQUE, Folded, _expansion
+from .aggregate import SUM, UNIQUE, Folded, _expansion, path_of
 from .config import Settings
-from .dimensions import Path
 from .errors import BadRequest
 from .event import _MAX_METRIC_NAME, Event, parse_event
 from .formulas import NAME
@@ -217,29 +216,37 @@ def _buckets(ats: list[float], periods: tuple[Period, ...], tz: tzinfo,
                                       "ordinal": pl.Int64})
 
 
-def _prefixes(dims: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Path]]:
+def _prefixes(dims: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """For each distinct dimensions spelling: every path it is counted into, and every
-    (parent, child) link; and each path spelling's tuple."""
-    paths: dict[str, list] = {"dims": [], "path": []}
-    links: dict[str, list] = {"dims": [], "parent": [], "child": []}
-    tuples: dict[str, Path] = {}
-    for spelled in dims:
-        branches = tuple(tuple(b.split(US)) for b in spelled.split(RS)) if spelled else ()
-        expanded, parents = _expansion(branches)
-        for path in expanded:
-            key = US.join(path) if path else ""
-            tuples.setdefault(key, path)
-            paths["dims"].append(spelled)
-            paths["path"].append(key)
-        for parent, child in parents:
-            key = US.join(parent) if parent else ""
-            tuples.setdefault(key, parent)
-            links["dims"].append(spelled)
-            links["parent"].append(key)
-            links["child"].append(child)
-    return (pl.DataFrame(paths, schema={"dims": pl.String, "path": pl.String}),
-            pl.DataFrame(links, schema={"dims": pl.String, "parent": pl.String,
-                                        "child": pl.String}), tuples)
+    (parent, child) link. One branch (the usual case) by list expressions; several, whose
+    shared prefixes count once, by hailwhale.aggregate's expansion, once per spelling."""
+    frame = pl.DataFrame({"dims": dims.unique()})
+    several = frame.filter(pl.col("dims").str.contains(RS, literal=True))["dims"].to_list()
+    names = (frame.filter(~pl.col("dims").str.contains(RS, literal=True))
+             .with_columns(names=pl.when(pl.col("dims") == "")
+                           .then(pl.lit([], pl.List(pl.String)))
+                           .otherwise(pl.col("dims").str.split(US))))
+    depths = names.with_columns(depth=pl.int_ranges(0, pl.col("names").list.len() + 1)) \
+        .explode("depth")
+    paths = depths.select("dims", path=pl.col("names").list.head(pl.col("depth"))
+                          .list.join(US))
+    links = depths.filter(pl.col("depth") > 0).select(
+        "dims", parent=pl.col("names").list.head(pl.col("depth") - 1).list.join(US),
+        child=pl.col("names").list.get(pl.col("depth") - 1))
+    if several:
+        rows: dict[str, list] = {"dims": [], "path": []}
+        linked: dict[str, list] = {"dims": [], "parent": [], "child": []}
+        for spelled in several:
+            expanded, parents = _expansion(tuple(tuple(b.split(US))
+                                                 for b in spelled.split(RS)))
+            rows["dims"] += [spelled] * len(expanded)
+            rows["path"] += [US.join(path) for path in expanded]
+            linked["dims"] += [spelled] * len(parents)
+            linked["parent"] += [US.join(parent) for parent, _ in parents]
+            linked["child"] += [child for _, child in parents]
+        paths = pl.concat([paths, pl.DataFrame(rows, schema=paths.schema)])
+        links = pl.concat([links, pl.DataFrame(linked, schema=links.schema)])
+    return paths, links
 
 
 def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: tzinfo,
@@ -250,7 +257,7 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
         "pk", "at", "uid", "names", "wholes", "fractions", "uniques",
         dims=pl.col("branches").list.eval(pl.element().list.join(US)).list.join(RS))
     buckets = _buckets(table["at"].unique().to_list(), periods, tz, now)
-    paths, links, tuples = _prefixes(table["dims"].unique().to_list())
+    paths, links = _prefixes(table["dims"])
 
     sums = (table.select("pk", "dims", "at", "names", "wholes", "fractions")
             .explode(["names", "wholes", "fractions"])
@@ -266,16 +273,16 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
                .join(paths, on="dims").explode("uid")
                .group_by(["pk", "path", "period", "ordinal", "uniques"])
                .agg(pl.col("uid").unique()))
-
-    children: dict = {}
     seen = (table.group_by(["pk", "dims"]).agg(pl.col("at").max())
             .join(links, on="dims").group_by(["pk", "parent", "child"]).agg(pl.col("at").max()))
+
+    children: dict = {}
     for pk, parent, child, at in seen.iter_rows():
-        children.setdefault((pk, tuples[parent]), {})[child] = at
+        children.setdefault((pk, path_of(parent)), {})[child] = at
 
     kinds: dict[str, dict[str, str]] = {}
     for column, kind in (("names", SUM), ("uniques", UNIQUE)):
         for pk, name in table.select("pk", column).explode(column).drop_nulls().unique() \
                 .iter_rows():
             kinds.setdefault(pk, {})[name] = kind
-    return Folded(periods, sums, members, tuples, children, kinds, table.height)
+    return Folded(periods, sums, members, children, kinds, table.height)

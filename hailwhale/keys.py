@@ -60,6 +60,11 @@ ROOT_FIELD = "\x1d"
 _CACHED = 128
 
 
+def part(text: str) -> str:
+    """A user-given name as it is spelled inside keys (percent-encoded)."""
+    return _part(text)
+
+
 def _part(text: str) -> str:
     return _cached_part(text) if len(text) <= _CACHED else quote(text, safe="")
 
@@ -104,7 +109,20 @@ def cells(pk: str, parent: Path, metric: str, period: Period, ordinal: int) -> s
 def cells_stem(pk: str, parent: Path, metric: str, period: Period) -> str:
     """What every ``cells`` key of one parent, metric and period starts with: the key of a
     bucket is the stem and its ordinal (read.lua builds them so)."""
-    return f"{PREFIX}:{series_tag(pk, parent)}:s:{_part(metric)}:{period.code}:"
+    return f"{PREFIX}:{series_tag(pk, parent)}:{CELLS}:{_part(metric)}:{period.code}:"
+
+
+CELLS, UNIQUES = "s", "u"  # the kinds of stem: counters' hashes, HyperLogLogs
+
+
+def stems(kind: str, tag, metric, code):
+    """The stems ``cells_stem`` (kind CELLS) or ``unique_stem`` (kind UNIQUES) spell, as a
+    polars expression over columns of series tags (``series_tag``), encoded metric names
+    (``part``) and period codes: how Store builds a batch's keys as columns."""
+    import polars as pl  # only Whale builds keys as columns
+
+    return pl.concat_str([pl.lit(f"{PREFIX}:"), tag, pl.lit(f":{kind}:"), metric, pl.lit(":"),
+                          code, pl.lit(":")])
 
 
 def fields(name: str) -> tuple[str, str]:
@@ -120,7 +138,7 @@ def unique(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> st
 def unique_stem(pk: str, path: Path, metric: str, period: Period) -> str:
     """What every ``unique`` key of one series, metric and period starts with: the key of a
     bucket is the stem and its ordinal."""
-    return f"{PREFIX}:{series_tag(pk, path)}:u:{_part(metric)}:{period.code}:"
+    return f"{PREFIX}:{series_tag(pk, path)}:{UNIQUES}:{_part(metric)}:{period.code}:"
 
 
 def children(pk: str, path: Path) -> str:

@@ -16,7 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from . import keys
-from .aggregate import SUM, UNIQUE, Batch, Folded, aggregate
+from .aggregate import SUM, UNIQUE, Batch, Folded, aggregate, path_of
 from .cardinality import Refused, fold
 from .config import Settings
 from .connection import connect, redis_errors
@@ -268,10 +268,7 @@ class Store:
             child=pl.when(pl.col("path") == "").then(pl.lit(keys.ROOT_FIELD))
             .otherwise(pl.col("parts").list.last()))
         if sums.height:
-            stems = sums.select("pk", "parent", "names", "period").unique()
-            stems = stems.with_columns(stem=pl.Series([
-                keys.cells_stem(pk, batch.tuples[parent], name, periods[index])
-                for pk, parent, name, index in stems.iter_rows()], dtype=pl.String))
+            stems = _stems(sums, "parent", "names", keys.CELLS, periods)
             ends = _ends(sums, periods, tz)
             items = pl.concat_list([
                 pl.when(pl.col("whole") != 0).then(
@@ -291,10 +288,7 @@ class Store:
                 pl.lit("\t"), pl.col("item"), pl.lit("\n")]).str.join("")).item() or "")
         members = batch.members
         if members.height:
-            stems = members.select("pk", "path", "uniques", "period").unique()
-            stems = stems.with_columns(stem=pl.Series([
-                keys.unique_stem(pk, batch.tuples[path], name, periods[index])
-                for pk, path, name, index in stems.iter_rows()], dtype=pl.String))
+            stems = _stems(members, "path", "uniques", keys.UNIQUES, periods)
             text.append(members.join(stems, on=["pk", "path", "uniques", "period"])
                         .join(_ends(members, periods, tz), on=["period", "ordinal"])
                         .select(pl.concat_str([
@@ -466,6 +460,29 @@ def _by_child(children: Sequence[Path], wanted: list[str] | None, reply: list,
             if path is not None:
                 values[path][bucket] += int(amount) if fraction else int(amount) * NANO
     return values
+
+
+def _stems(cells, path: str, metric: str, kind: str, periods: tuple[Period, ...]):
+    """(pk, ``path``, ``metric``, period, stem) for each distinct stem of ``cells``' keys:
+    the series tags and metric names encoded once each (keys.series_tag, keys.part), the
+    stems spelled by keys.stems."""
+    import polars as pl
+
+    distinct = cells.select("pk", path, metric, "period").unique()
+    series = distinct.select("pk", path).unique()
+    series = series.with_columns(tag=pl.Series(
+        [keys.series_tag(pk, path_of(spelled)) for pk, spelled in series.iter_rows()],
+        dtype=pl.String))
+    names = distinct.select(metric).unique()
+    names = names.with_columns(part=pl.Series([keys.part(n) for n in names[metric]],
+                                              dtype=pl.String))
+    codes = pl.DataFrame({"period": list(range(len(periods))),
+                          "code": [p.code for p in periods]},
+                         schema={"period": distinct.schema["period"], "code": pl.String})
+    return (distinct.join(series, on=["pk", path]).join(names, on=metric)
+            .join(codes, on="period")
+            .select("pk", path, metric, "period",
+                    stem=keys.stems(kind, pl.col("tag"), pl.col("part"), pl.col("code"))))
 
 
 def _ends(cells, periods: tuple[Period, ...], tz):

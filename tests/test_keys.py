@@ -199,3 +199,20 @@ def test_two_series_never_share_a_counter_field(one, other):
              for field in keys.fields(keys.location(path2)[1])]
     if one != other:
         assert not set(here) & set(there)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cells)
+def test_stems_built_as_columns_are_the_stems(cell):
+    import polars as pl
+
+    pk, path, metric, period, ordinal = cell
+    frame = pl.DataFrame({"tag": [keys.series_tag(pk, path)], "part": [keys.part(metric)],
+                          "code": [period.code]})
+    for kind, stem in ((keys.CELLS, keys.cells_stem), (keys.UNIQUES, keys.unique_stem)):
+        built = frame.select(keys.stems(kind, pl.col("tag"), pl.col("part"), pl.col("code")))
+        assert built.item() == stem(pk, path, metric, period)
+    assert keys.cells_stem(pk, path, metric, period) + str(ordinal) == \
+        keys.cells(pk, path, metric, period, ordinal)
+    assert keys.unique_stem(pk, path, metric, period) + str(ordinal) == \
+        keys.unique(pk, path, metric, period, ordinal)
