@@ -19,9 +19,10 @@ import argparse
 import tempfile
 import time
 
+from hailwhale_bench.bench import naive_count, workload
+
 from hailwhale import keys
 from hailwhale.aggregate import aggregate
-from hailwhale.bench import naive_count, workload
 from hailwhale.config import load_settings
 from hailwhale.embedded import RedisServer
 from hailwhale.event import parse_event

@@ -144,7 +144,7 @@ def cmd_migrate(args, settings) -> None:
 
 
 def cmd_bench(args, settings) -> None:
-    from .bench import main
+    from hailwhale_bench.bench import main
 
     try:
         main(args)

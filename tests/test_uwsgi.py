@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from hailwhale_bench.kit import process_group
 
 from hailwhale import auth
-from hailwhale.benchkit import process_group
 from hailwhale.connection import connect
 from hailwhale.embedded import free_port
 

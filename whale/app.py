@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth, keys, wire
+from hailwhale import auth, columns, keys, wire  # noqa: F401 (columns: loaded at start)
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch, count_lines

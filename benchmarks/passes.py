@@ -23,8 +23,14 @@ from urllib.parse import urlencode
 import redis
 import requests
 
+from hailwhale.config import Settings, load_settings
+from hailwhale.embedded import RedisServer, free_port
+from hailwhale.event import parse_event
+from hailwhale.keys import BUFFER
+from hailwhale.periods import format_duration
+
 from .bench import Sizes, counter_cells, naive_count
-from .benchkit import (
+from .kit import (
     BenchError,
     Monitor,
     Uwsgi,
@@ -32,17 +38,13 @@ from .benchkit import (
     chunks,
     clean_environ,
     commandstats,
+    group_cpu_seconds,
     percentile,
     seconds_between,
     tool,
     wrk,
     zipf,
 )
-from .config import Settings, load_settings
-from .embedded import RedisServer, free_port
-from .event import parse_event
-from .keys import BUFFER
-from .periods import format_duration
 
 STEADY_RATE = 2_800  # events/s: the rate of the soak that found batches of 20 events
 
@@ -258,7 +260,8 @@ class Pass:
             failures.append(said)
 
     def drain(self, raws: list[dict], now: float) -> None:
-        """drain_events_per_s, writes_per_event and bytes_per_counter, from one real drain
+        """drain_events_per_s, whale_cpu_us_per_event, commands_per_cell and bytes_per_counter,
+        from one real drain
         of the workload through Whale under uWSGI."""
         warm = [{"pk": "bench-warmup", "dimensions": ["warm", f"p{i % 50}"]}
                 for i in range(4000)]  # no uniques: the memory figure leaves HLLs out
@@ -271,7 +274,9 @@ class Pass:
                  "running hailwail")
         settled = self._used_memory()
         store_before, buffer_before = commandstats(self.store), commandstats(self.buffer)
+        whale_cpu = group_cpu_seconds(self.whale.process.pid)
         seconds, failures = self._hailwail()
+        whale_cpu = group_cpu_seconds(self.whale.process.pid) - whale_cpu
         store_after, buffer_after = commandstats(self.store), commandstats(self.buffer)
         store_calls = calls_between(store_before, store_after)
         buffer_calls = calls_between(buffer_before, buffer_after)
@@ -282,17 +287,24 @@ class Pass:
         self._check_counted(raws)
         n = len(raws)
         self.figures["drain_events_per_s"] = n / seconds
+        self.figures["whale_cpu_us_per_event"] = whale_cpu / n * 1e6
         total = sum(store_calls.values())
-        self.figures["writes_per_event"] = total / n
+        # A written cell: one counter or HyperLogLog bucket, (series, metric, period, bucket).
+        # Every (series, period, bucket) cell of the workload holds two counters (hits and
+        # seconds) and one HyperLogLog (visitors).
+        written = 3 * counter_cells(raws, self.settings.periods, self.settings.tz, now)
+        self.figures["commands_per_cell"] = total / written
         self.details["drain"] = {
             "events": n, "hailwail_seconds": seconds, "hailwail_failures": len(failures),
+            "written_cells": written, "whale_cpu_seconds": whale_cpu,
             "whale_redis_script_seconds": scripts,
             "failures": failures[:3],
             "store_commands": store_calls, "store_commands_per_event": total / n,
             "buffer_commands_per_event": sum(buffer_calls.values()) / n,
             "buffer_commands": buffer_calls}
-        self.say(f"{self.name}: drain: {n / seconds:,.0f} events/s, {total / n:.2f} commands "
-                 f"per event in Whale's Redis; {len(failures)} hailwail failures")
+        self.say(f"{self.name}: drain: {n / seconds:,.0f} events/s, Whale's CPU "
+                 f"{whale_cpu / n * 1e6:.1f} us an event, {total / written:.2f} commands per "
+                 f"written cell in Whale's Redis; {len(failures)} hailwail failures")
         self._memory(raws, now, settled)
 
     def steady(self) -> None:

@@ -25,26 +25,28 @@ from pathlib import Path
 
 import redis
 
-from .benchkit import BenchError, machine, tool, zipf
-from .dimensions import expand
-from .drain import DEFAULT_BATCH, DEFAULT_PARALLEL
-from .event import Event
-from .periods import Period
+from hailwhale.dimensions import expand
+from hailwhale.drain import DEFAULT_BATCH, DEFAULT_PARALLEL
+from hailwhale.event import Event
+from hailwhale.periods import Period
 
-# figure -> (comparison, target), from the issue.
+from .kit import BenchError, machine, tool, zipf
+
+# figure -> (comparison, target), from the issues (the columnar core's where it set one).
 TARGETS: dict[str, tuple[str, float]] = {
-    "ingest_ratio": (">=", 0.8),
+    "ingest_ratio": (">=", 0.45),
     "ingest_batch_events_per_s": (">=", 100_000),
-    "drain_events_per_s": (">=", 100_000),
+    "drain_events_per_s": (">=", 150_000),
+    "whale_cpu_us_per_event": ("<=", 6),
     "drain_vs_naive": (">=", 100),
-    "writes_per_event": ("<=", 0.5),
-    "plot_p50_ms": ("<=", 5),
-    "depth_p50_ms": ("<=", 50),
-    "bytes_per_counter": ("<=", 8),
+    "commands_per_cell": ("<=", 1.5),
+    "plot_p50_ms": ("<=", 1.5),
+    "depth_p50_ms": ("<=", 10),
+    "bytes_per_counter": ("<=", 24),
 }
-FIGURES = ("ingest_ratio", "ingest_batch_events_per_s", "drain_events_per_s", "drain_vs_naive",
-           "writes_per_event", "plot_p50_ms", "plot_p99_ms", "depth_p50_ms",
-           "bytes_per_counter")
+FIGURES = ("ingest_ratio", "ingest_batch_events_per_s", "drain_events_per_s",
+           "whale_cpu_us_per_event", "drain_vs_naive", "commands_per_cell", "plot_p50_ms",
+           "plot_p99_ms", "depth_p50_ms", "bytes_per_counter")
 # Scaling: a cost per unit (event, counter, bucket, child) at the scaled size within this
 # factor of the base size's is called flat. The issue says "flat"; this is how it is read.
 FLAT = 1.25
@@ -155,7 +157,8 @@ def _cost_ratios(base: dict, scaled: dict, factor: int) -> dict[str, float]:
         "ingest_batch_per_event": base["ingest_batch_events_per_s"]
         / scaled["ingest_batch_events_per_s"],
         "drain_per_event": base["drain_events_per_s"] / scaled["drain_events_per_s"],
-        "writes_per_event": scaled["writes_per_event"] / base["writes_per_event"],
+        "whale_cpu_per_event": scaled["whale_cpu_us_per_event"] / base["whale_cpu_us_per_event"],
+        "commands_per_cell": scaled["commands_per_cell"] / base["commands_per_cell"],
         "bytes_per_counter": scaled["bytes_per_counter"] / base["bytes_per_counter"],
         "plot_p50_per_bucket": scaled["plot_p50_ms"] / factor / base["plot_p50_ms"],
         # depth: children x factor, over the plot's window, also x factor
@@ -176,7 +179,7 @@ def run(quick: bool = False, factor: int | None = None, events: int | None = Non
         raise BenchError(f"{ini} not found: run from a checkout, or give --ini")
     for name in ("wrk", "uwsgi", "hailwail", "redis-server"):
         tool(name)
-    from .benchpass import Pass  # which imports this module
+    from .passes import Pass  # which imports this module
 
     with tempfile.TemporaryDirectory(prefix="hailwhale-bench-") as work:
         (Path(work) / "x1").mkdir()
@@ -238,8 +241,11 @@ def table(result: dict) -> str:
         "drain_events_per_s": f"naive {_num(naive['events_per_s'])} ev/s, one round trip "
                               "per counter",
         "drain_vs_naive": "drain / naive, same Redis",
-        "writes_per_event": f"client calls {_num(writes['client_calls_per_event'])}/event; "
-                            f"naive {_num(naive['commands_per_event'])}/event",
+        "whale_cpu_us_per_event": f"uWSGI workers' CPU over the drain; "
+                                  f"{_num(drain['written_cells'] / drain['events'])} "
+                                  "cells/event",
+        "commands_per_cell": f"client calls {_num(writes['client_calls_per_event'])}/event; "
+                             f"naive {_num(naive['commands_per_event'])}/event",
         "plot_p50_ms": f"GET /health {_num(queries['health_p50_ms'])} ms "
                        f"({queries['plot_p50_over_health']:.1f}x)",
         "plot_p99_ms": f"{queries['plot_requests']} requests, {queries['buckets']} buckets",
@@ -267,7 +273,9 @@ def table(result: dict) -> str:
               f"{'figure':<26}{'x1':>11}{f'x{k}':>11}  cost per unit, x{k} over x1 "
               f"(flat: <= {FLAT})"]
     units = {"ingest_batch_events_per_s": "ingest_batch_per_event",
-             "drain_events_per_s": "drain_per_event", "writes_per_event": "writes_per_event",
+             "drain_events_per_s": "drain_per_event",
+             "whale_cpu_us_per_event": "whale_cpu_per_event",
+             "commands_per_cell": "commands_per_cell",
              "bytes_per_counter": "bytes_per_counter", "plot_p50_ms": "plot_p50_per_bucket",
              "depth_p50_ms": "depth_p50_per_child_bucket"}
     for name in FIGURES[1:]:
@@ -286,8 +294,9 @@ def table(result: dict) -> str:
         f"scripts for "
         f"{drain['whale_redis_script_seconds']:.1f} s of its {drain['hailwail_seconds']:.1f} s; "
         f"Hail's buffer: {_num(drain['buffer_commands_per_event'])} commands/event",
-        f"writes_per_event counts every command Whale's Redis ran during the drain, those run "
-        f"inside Lua scripts included; client calls (MONITOR, {writes['sample_events']:,} "
+        f"commands_per_cell counts every command Whale's Redis ran during the drain, those run "
+        f"inside Lua scripts included, per written cell (one counter or HyperLogLog bucket: "
+        f"{drain['written_cells']:,}); client calls (MONITOR, {writes['sample_events']:,} "
         f"events): {_num(writes['client_calls_per_event'])}/event",
         f"steady traffic: {steady['rate']:,} events/s posted to Hail for "
         f"{steady['seconds']:g} s, followed by hailwail --loop: "

@@ -27,7 +27,7 @@ from pathlib import Path
 import redis
 import requests
 
-from .errors import HailWhaleError
+from hailwhale.errors import HailWhaleError
 
 BIN = Path(sys.executable).parent
 # Variables that would change what the processes under test do: uWSGI takes any UWSGI_* as an
@@ -94,6 +94,21 @@ def process_group(pgid: int) -> dict[int, tuple[int, str]]:
             members[int(entry)] = (int(ppid),
                                    cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
     return members
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) the live processes of a process group have used, from
+    /proc (a worker that exited meanwhile takes its time with it: compare only over spans
+    in which none did)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_group(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
 
 
 def stop_group(process: subprocess.Popen | None) -> None:
