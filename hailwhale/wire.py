@@ -33,7 +33,9 @@ FIELDS = ("version", "received", "pk", "at", "uid", "branches", "names", "wholes
 
 def encode(event: Event, received: float) -> str:
     """The wire line of a checked event received at ``received``."""
-    parts = [split(to_nanos(value)) for value in event.metrics.values()]
+    # Whole numbers (hits, most metrics) need no conversion: (value, 0 billionths).
+    parts = [(value, 0) if type(value) is int else split(to_nanos(value))
+             for value in event.metrics.values()]
     return "\t".join((
         VERSION, repr(float(received)), event.pk, repr(float(event.at)), event.uid or "",
         RS.join(US.join(branch) for branch in event.branches),
