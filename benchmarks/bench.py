@@ -295,9 +295,9 @@ def table(result: dict) -> str:
         f"{drain['whale_redis_script_seconds']:.1f} s of its {drain['hailwail_seconds']:.1f} s; "
         f"Hail's buffer: {_num(drain['buffer_commands_per_event'])} commands/event",
         f"commands_per_cell counts every command Whale's Redis ran during the drain, those run "
-        f"inside Lua scripts included, per written cell (one counter or HyperLogLog bucket: "
-        f"{drain['written_cells']:,}); client calls (MONITOR, {writes['sample_events']:,} "
-        f"events): {_num(writes['client_calls_per_event'])}/event",
+        f"inside Lua scripts included, per written cell (one counter or HyperLogLog bucket "
+        f"written by one batch: {drain['written_cells']:,}); client calls (MONITOR, "
+        f"{writes['sample_events']:,} events): {_num(writes['client_calls_per_event'])}/event",
         f"steady traffic: {steady['rate']:,} events/s posted to Hail for "
         f"{steady['seconds']:g} s, followed by hailwail --loop: "
         f"{_num(steady['lingering']['events_per_batch'])} events a batch with its default "

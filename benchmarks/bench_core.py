@@ -23,6 +23,7 @@ from hailwhale_bench.bench import naive_count, workload
 
 from hailwhale import keys
 from hailwhale.aggregate import aggregate
+from hailwhale.batches import count_events
 from hailwhale.config import load_settings
 from hailwhale.embedded import RedisServer
 from hailwhale.event import parse_event
@@ -48,7 +49,7 @@ def main() -> None:
         events = [parse_event(r, settings, now) for r in workload(args.events, now, 60)]
         client.flushdb()
         started = time.perf_counter()
-        store.count(events, now)
+        count_events(store, events, now)
         batch_rate = len(events) / (time.perf_counter() - started)
         sample = events[: max(200, args.events // 50)]
         client.flushdb()

@@ -24,6 +24,7 @@ import redis
 import requests
 
 from hailwhale.config import Settings, load_settings
+from hailwhale.drain import DEFAULT_BATCH
 from hailwhale.embedded import RedisServer, free_port
 from hailwhale.event import parse_event
 from hailwhale.keys import BUFFER
@@ -289,10 +290,14 @@ class Pass:
         self.figures["drain_events_per_s"] = n / seconds
         self.figures["whale_cpu_us_per_event"] = whale_cpu / n * 1e6
         total = sum(store_calls.values())
-        # A written cell: one counter or HyperLogLog bucket, (series, metric, period, bucket).
-        # Every (series, period, bucket) cell of the workload holds two counters (hits and
-        # seconds) and one HyperLogLog (visitors).
-        written = 3 * counter_cells(raws, self.settings.periods, self.settings.tz, now)
+        # A written cell: one counter or HyperLogLog bucket, (series, metric, period, bucket),
+        # written by one batch (a cell that two batches write is written twice). Every
+        # (series, period, bucket) cell of the workload holds two counters (hits and
+        # seconds) and one HyperLogLog (visitors); hailwail takes the batches in buffer
+        # order, DEFAULT_BATCH events each.
+        written = 3 * sum(counter_cells(raws[start:start + DEFAULT_BATCH],
+                                        self.settings.periods, self.settings.tz, now)
+                          for start in range(0, len(raws), DEFAULT_BATCH))
         self.figures["commands_per_cell"] = total / written
         self.details["drain"] = {
             "events": n, "hailwail_seconds": seconds, "hailwail_failures": len(failures),

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from .batches import count_events
 from .config import Settings, load_settings
 from .dimensions import Path
 from .event import parse_event
@@ -71,7 +72,7 @@ class HailWhale:
         raw = {"dimensions": params, "metrics": values or {}, "pk": pk, "uid": uid,
                "at": at.timestamp() if isinstance(at, datetime) else at}
         event = parse_event({k: v for k, v in raw.items() if v is not None}, self.settings, now)
-        self.store.count([event], now)
+        count_events(self.store, [event], now)
 
     @_default_on_class
     def dataset(self, params, value: str = "hits", period=None,

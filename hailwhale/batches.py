@@ -1,6 +1,7 @@
 """Counting a delivered batch of raw events exactly once.
 
-Used by Whale's ``POST /batch`` (hailwail's deliveries) and by the Celery worker: each event
+Also counting checked events with no batch id (``count_events``). Used by Whale's ``POST
+/batch`` (hailwail's deliveries), its ``/count``, the Python API and the Celery worker: each event
 is checked on its own, the good ones are counted together under the batch id, the bad ones
 are reported by index with the reason, so the sender can dead-letter them and move on.
 """
@@ -9,15 +10,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 from .aggregate import Batch, aggregate
 from .errors import BadRequest, CounterOverflow
-from .event import parse_event
+from .event import Event, parse_event
 from .store import Store, metric_names, over_cap
 
 MAX_BATCH_ID = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def count_events(store: Store, events: Iterable[Event], now: float | None = None) -> int:
+    """Count checked events (Whale's own ``/count``, the Python API), with no batch id;
+    returns how many were counted. BadRequest, counting nothing, when an event names a
+    metric its pk has no room for (MAX_PK_METRICS)."""
+    now = time.time() if now is None else now
+    events = list(events)
+    refused = store.admit_metrics(metric_names(events))
+    for event in events:
+        name = over_cap(event, refused)
+        if name is not None:
+            raise BadRequest(f"metrics.{name}", name, store.cap_reason(event.pk))
+    batch = aggregate(events, store.settings.periods, store.settings.tz, now)
+    store.write(batch)
+    return batch.events
 
 
 def check_batch_id(batch_id) -> str:
@@ -56,7 +74,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
                 kept.append((index, event))
             else:
                 rejected.append({"index": index, "error": str(BadRequest(
-                    f"metrics.{name}", name, store._cap_reason(event.pk)))})
+                    f"metrics.{name}", name, store.cap_reason(event.pk)))})
         indexes, events = [i for i, _ in kept], [e for _, e in kept]
         rejected.sort(key=lambda item: item["index"])
     return _apply(store, batch_id, aggregate(events, settings.periods, settings.tz, now),
@@ -80,7 +98,7 @@ def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -
     if refused:
         table, capped = columns.without(table, refused)
         rejected += [{"index": index, "error": str(BadRequest(
-            f"metrics.{name}", name, store._cap_reason(pk)))} for index, pk, name in capped]
+            f"metrics.{name}", name, store.cap_reason(pk)))} for index, pk, name in capped]
         rejected.sort(key=lambda item: item["index"])
 
     def alone(row: int):

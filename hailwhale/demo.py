@@ -15,6 +15,7 @@ import time
 import requests
 
 from .auth import ANY_PK, ServiceToken, issue
+from .batches import count_events
 from .buffer import Buffer
 from .config import Settings
 from .drain import WhaleClient, drain
@@ -56,7 +57,7 @@ def backfill(store: Store, settings: Settings, seconds: int = 3600, per_minute: 
         raw = sample_event(rng)
         raw["at"] = now - rng.uniform(0, seconds)
         events.append(parse_event(raw, settings, now))
-    return store.count(events, now)
+    return count_events(store, events, now)
 
 
 class SampleTraffic(threading.Thread):

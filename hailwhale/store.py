@@ -1,7 +1,7 @@
 """The store: every Redis read and write HailWhale makes goes through here.
 
-Writes take a pre-aggregated Batch and send it in one pipelined transaction; reads fetch the
-buckets of many series in one round trip. Keys come from ``hailwhale.keys`` only.
+Writes take a pre-aggregated batch (the store never aggregates) and apply it in one step;
+reads fetch the buckets of many series in one round trip. Keys come from ``hailwhale.keys`` only.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import redis
 from redis.cluster import RedisCluster
 
 from . import keys
-from .aggregate import SUM, UNIQUE, Batch, Folded, aggregate, path_of
+from .aggregate import SUM, UNIQUE, Batch, Folded, path_of
 from .cardinality import Refused, fold
 from .config import Settings
 from .connection import connect, redis_errors
 from .dimensions import Path
-from .errors import BadRequest, CounterOverflow
+from .errors import CounterOverflow
 from .event import Event
 from .numbers import NANO, from_nanos, split
 from .periods import Period
@@ -70,20 +70,6 @@ class Store:
         return cls(client, settings)
 
     # -- writes ------------------------------------------------------------------------
-    def count(self, events: Iterable[Event], now: float | None = None) -> int:
-        """Count checked events; returns how many were counted. BadRequest, counting
-        nothing, when an event names a metric its pk has no room for (MAX_PK_METRICS)."""
-        now = time.time() if now is None else now
-        events = list(events)
-        refused = self.admit_metrics(metric_names(events))
-        for event in events:
-            name = over_cap(event, refused)
-            if name is not None:
-                raise BadRequest(f"metrics.{name}", name, self._cap_reason(event.pk))
-        batch = aggregate(events, self.settings.periods, self.settings.tz, now)
-        self.write(batch)
-        return batch.events
-
     def write(self, batch: Batch | Folded, batch_id: str | None = None,
               record: str = "") -> tuple[bool, str]:
         """Apply a pre-aggregated batch atomically: on a single Redis all of it or none, on
@@ -158,7 +144,8 @@ class Store:
                 script(keys=[key], args=args, client=pipe)
             return pipe.execute()
 
-    def _cap_reason(self, pk: str) -> str:
+    def cap_reason(self, pk: str) -> str:
+        """Why a new metric name of ``pk`` is refused (the MAX_PK_METRICS guard)."""
         return (f"pk {pk!r} already has MAX_PK_METRICS ({self.settings.max_pk_metrics}) "
                 "metric names; a new one is refused")
 

@@ -14,6 +14,7 @@ import webtest
 
 from hailwhale import admission, query
 from hailwhale.admission import Budget, Busy, Slots
+from hailwhale.batches import count_events
 from hailwhale.errors import BadRequest, ConfigurationError
 from hailwhale.event import parse_event
 from hailwhale.store import Store
@@ -78,7 +79,7 @@ def test_a_budget_takes_a_slot_only_past_heavy_cells(slots):
 
 def _wide(client, settings, clock, children: int) -> Store:
     store = Store(client, settings)
-    store.count([parse_event({"dimensions": ["wide", f"c{i}"], "metrics": {"dollars": i}},
+    count_events(store, [parse_event({"dimensions": ["wide", f"c{i}"], "metrics": {"dollars": i}},
                              settings, clock.now) for i in range(children)], clock.now)
     return store
 

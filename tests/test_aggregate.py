@@ -9,6 +9,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from hailwhale.aggregate import aggregate
+from hailwhale.batches import count_events
 from hailwhale.dimensions import expand, parent_links
 from hailwhale.event import Event
 from hailwhale.numbers import to_nanos
@@ -111,7 +112,7 @@ def test_the_caches_hold_no_long_names(settings):
 
     store = Store(connect("memory://"), settings)
     caches = (aggregation._cached_expansion, keys._cached_tag, keys._cached_part)
-    store.count([parse_event({"dimensions": "short"}, settings, time.time())])
+    count_events(store, [parse_event({"dimensions": "short"}, settings, time.time())])
     before = [cache.cache_info().currsize for cache in caches]
     rng = random.Random(5)
 
@@ -122,7 +123,7 @@ def test_the_caches_hold_no_long_names(settings):
     worst = [parse_event({"dimensions": {name(): [name() for _ in range(7)]
                                          for _ in range(16)}}, settings, now)
              for _ in range(20)]
-    assert store.count(worst, now) == 20
+    assert count_events(store, worst, now) == 20
     assert [cache.cache_info().currsize for cache in caches] == before
 
 

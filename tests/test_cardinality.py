@@ -12,6 +12,7 @@ import pytest
 
 from hailwhale import query
 from hailwhale.aggregate import aggregate
+from hailwhale.batches import count_events
 from hailwhale.cardinality import OTHER, fold
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_event
@@ -58,9 +59,9 @@ def totals(store, now, **params):
 
 def test_a_parent_keeps_its_cap_and_every_total_stays_exact(capped, clock):
     now = clock.now
-    capped.count([parse_event({"dimensions": ["pages", f"p{i}", "deep"]}, capped.settings,
+    count_events(capped, [parse_event({"dimensions": ["pages", f"p{i}", "deep"]}, capped.settings,
                               now) for i in range(20)], now)
-    capped.count([parse_event({"dimensions": ["pages", f"p{i}"]}, capped.settings, now)
+    count_events(capped, [parse_event({"dimensions": ["pages", f"p{i}"]}, capped.settings, now)
                   for i in (0, 1, 17, 18, 19)], now)  # old children count, new ones fold
     children = capped.children("", ("pages",))
     assert len(children) == 6 and OTHER in children
@@ -81,8 +82,9 @@ def test_concurrent_writers_never_pass_the_cap(real_client, settings, clock):
 
     def writer(offset):
         for start in range(0, 200, 20):
-            store.count([parse_event({"dimensions": ["c", f"w{offset}-{i}"]}, store.settings,
-                                     now) for i in range(start, start + 20)], now)
+            count_events(store, [parse_event({"dimensions": ["c", f"w{offset}-{i}"]},
+                                             store.settings, now)
+                                 for i in range(start, start + 20)], now)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -104,7 +106,7 @@ def test_a_flood_of_new_names_costs_what_the_cap_allows(real_client, settings, c
 
     def flood(first, count):
         for start in range(first, first + count, 10_000):
-            store.count([parse_event({"dimensions": ["site", f"page-{i}"]}, settings, now)
+            count_events(store, [parse_event({"dimensions": ["site", f"page-{i}"]}, settings, now)
                          for i in range(start, min(start + 10_000, first + count))], now)
 
     flood(0, 1_000)  # fills the cap
@@ -122,7 +124,7 @@ def test_a_flood_of_new_names_costs_what_the_cap_allows(real_client, settings, c
 def test_a_query_past_its_cost_bound_is_refused_naming_depth(client, settings, clock):
     store = Store(client, dataclasses.replace(settings, max_query_cells=100 * 240))
     now = clock.now
-    store.count([parse_event({"dimensions": ["wide", f"c{i}"]}, settings, now)
+    count_events(store, [parse_event({"dimensions": ["wide", f"c{i}"]}, settings, now)
                  for i in range(150)], now)
     narrow = query.parse_query({"dimensions": "wide", "depth": "1", "since": "1h"},
                                store.settings, now)
@@ -141,9 +143,9 @@ def test_a_pk_holds_at_most_max_pk_metrics_metric_names(client, settings, clock)
 
     store = Store(client, dataclasses.replace(settings, max_pk_metrics=4))  # hits + 3
     now = clock.now
-    store.count([parse_event({"metrics": {"m1": 1, "m2": 2, "m3": 3}}, settings, now)], now)
+    count_events(store, [parse_event({"metrics": {"m1": 1, "m2": 2, "m3": 3}}, settings, now)], now)
     with pytest.raises(BadRequest, match="MAX_PK_METRICS") as refused:
-        store.count([parse_event({"metrics": {"m1": 1}}, settings, now),
+        count_events(store, [parse_event({"metrics": {"m1": 1}}, settings, now),
                      parse_event({"metrics": {"m4": 1}}, settings, now)], now)
     assert refused.value.param == "metrics.m4"
     assert totals(store, now)[()] == 1  # nothing of the refused request was counted
@@ -156,4 +158,4 @@ def test_a_pk_holds_at_most_max_pk_metrics_metric_names(client, settings, clock)
     assert "MAX_PK_METRICS" in answer["rejected"][0]["error"]
     assert sorted(store.metric_kinds("")) == ["hits", "m1", "m2", "m3"]
     # Another pk has room of its own.
-    store.count([parse_event({"pk": "other", "metrics": {"m4": 1}}, settings, now)], now)
+    count_events(store, [parse_event({"pk": "other", "metrics": {"m4": 1}}, settings, now)], now)

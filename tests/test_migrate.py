@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hailwhale import keys
+from hailwhale.batches import count_events
 from hailwhale.migrate import MIGRATE_LUA, _plan, migrate
 from hailwhale.query import parse_query, plotpoints, totals
 from hailwhale.store import Store
@@ -106,9 +107,9 @@ def test_counting_goes_on_during_and_after_the_migration(old_store, settings):
     now = DATA["now"]
     event = parse_event({"dimensions": ["site1"], "metrics": {"dollars": 7}, "at": now - 5},
                         settings, now)
-    old_store.count([event], now)
+    count_events(old_store, [event], now)
     migrate(old_store)
-    old_store.count([event], now)
+    count_events(old_store, [event], now)
     query = parse_query({"dimensions": '["site1"]', "metrics": "dollars", "since": now - 3600,
                          "until": now}, settings, now)
     before = next(a for a in DATA["answers"] if a["params"]["dimensions"] == '["site1"]'
@@ -160,9 +161,9 @@ def test_a_new_store_records_its_layout_with_its_first_batch(store, settings, cl
     from hailwhale.event import parse_event
 
     assert store.layout() == keys.LAYOUT and store.redis.dbsize() == 0  # reading writes nothing
-    store.count([parse_event({"dimensions": "a"}, settings, clock.now)], clock.now)
+    count_events(store, [parse_event({"dimensions": "a"}, settings, clock.now)], clock.now)
     assert store.redis.get(keys.LAYOUT_KEY) == str(keys.LAYOUT)
     # Not over a first-layout store's pks, which only hailwhale migrate may mark as carried.
     store.redis.delete(keys.LAYOUT_KEY)
-    store.count([parse_event({"dimensions": "b"}, settings, clock.now)], clock.now)
+    count_events(store, [parse_event({"dimensions": "b"}, settings, clock.now)], clock.now)
     assert store.redis.get(keys.LAYOUT_KEY) is None and store.layout() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hailwhale import keys
+from hailwhale.batches import count_events
 from hailwhale.event import parse_event
 from hailwhale.periods import Period
 
@@ -21,7 +22,7 @@ def read_total(store, now, path=(), metric="hits", kind="sum", pk="", period=Non
 
 def test_every_prefix_and_the_root_in_every_period(store, settings, clock):
     branch = ["pageviews", "site.com", "site.com/main", "visitor7"]
-    store.count(events(settings, clock.now, {"dimensions": branch}), clock.now)
+    count_events(store, events(settings, clock.now, {"dimensions": branch}), clock.now)
     for period in settings.periods:
         for end in range(len(branch) + 1):
             path = tuple(branch[:end])
@@ -34,9 +35,9 @@ def test_a_batch_is_pre_aggregated_into_one_write_per_counter(real_client, setti
 
     store = Store(real_client, settings)
     batch = events(settings, clock.now, *[{"dimensions": "page"}] * 10_000)
-    store.count(events(settings, clock.now, {"dimensions": "warm"}), clock.now)
+    count_events(store, events(settings, clock.now, {"dimensions": "warm"}), clock.now)
     real_client.config_resetstat()  # after the scripts' first calls (NOSCRIPT, then loaded)
-    store.count(batch, clock.now)
+    count_events(store, batch, clock.now)
     stats = real_client.info("commandstats")
     # One script call for the whole batch (and the guards': one for the pk's metric names,
     # one per parent, here the root); inside it, 2 paths (root, page) x 3 periods x 1
@@ -79,7 +80,7 @@ def test_an_apply_that_would_overflow_a_counter_changes_nothing(real_client, set
     from hailwhale.store import Store
 
     store = Store(real_client, settings)
-    store.count(events(settings, clock.now, {"dimensions": "big",
+    count_events(store, events(settings, clock.now, {"dimensions": "big",
                                              "metrics": {"n": 10**12}}), clock.now)
     counter = real_client.keys("hw:{%}:s:n:*")[0]  # the root's hash, beside its child big
     assert set(real_client.hgetall(counter)) == {keys.ROOT_FIELD, "big"}
@@ -106,13 +107,13 @@ def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
     store = Store(real_client, settings)
     dime = events(settings, clock.now, {"dimensions": "sales", "metrics": {"dollars": 0.10}})[0]
     for _ in range(100):  # a hundred batches of ten thousand: Redis adds 100 times
-        store.count([dime] * 10_000, clock.now)
+        count_events(store, [dime] * 10_000, clock.now)
     assert read_total(store, clock.now, metric="dollars").total == 100000
     assert repr(float(read_total(store, clock.now, metric="dollars").total)) == "100000.0"
 
 
 def test_floats_negatives_and_mixed_ints(store, settings, clock):
-    store.count(events(settings, clock.now,
+    count_events(store, events(settings, clock.now,
                        {"metrics": {"x": 2}}, {"metrics": {"x": -0.25}},
                        {"metrics": {"x": 0.1}}, {"metrics": {"x": 1e-9}}), clock.now)
     assert read_total(store, clock.now, metric="x").total == pytest.approx(1.850000001, abs=0)
@@ -121,8 +122,8 @@ def test_floats_negatives_and_mixed_ints(store, settings, clock):
 def test_uniques_merge_at_read_time(store, settings, clock):
     now = clock.now
     one = {"dimensions": "p", "metrics": {"v": "is_unique"}}
-    store.count(events(settings, now, *[{**one, "uid": u} for u in "abcab"]), now)
-    store.count(events(settings, now + 30, *[{**one, "uid": u} for u in "ad"]), now + 30)
+    count_events(store, events(settings, now, *[{**one, "uid": u} for u in "abcab"]), now)
+    count_events(store, events(settings, now + 30, *[{**one, "uid": u} for u in "ad"]), now + 30)
     period = settings.periods[0]
     ordinals = period.ordinals(now - 15, now + 30, settings.tz)
     reading = store.read("", [("p",)], {"v": "unique"}, period, ordinals)[("p",)]["v"]
@@ -131,7 +132,7 @@ def test_uniques_merge_at_read_time(store, settings, clock):
 
 
 def test_retention_is_key_expiry(store, settings, clock):
-    store.count(events(settings, clock.now, {"dimensions": "a",
+    count_events(store, events(settings, clock.now, {"dimensions": "a",
                                              "metrics": {"v": "is_unique"}}), clock.now)
     counter_keys = store.redis.keys("hw:*:s:*")
     assert counter_keys
@@ -145,14 +146,14 @@ def test_retention_is_key_expiry(store, settings, clock):
 
 def test_backfilled_events_skip_periods_that_no_longer_keep_them(store, settings, clock):
     old = clock.now - 5 * 3600  # past 15s:3h, inside 1h:7d and 1d:1y
-    store.count(events(settings, clock.now, {"dimensions": "a", "at": old}), clock.now)
+    count_events(store, events(settings, clock.now, {"dimensions": "a", "at": old}), clock.now)
     assert not store.redis.keys(f"*:{settings.periods[0].code}:*")
     assert store.redis.keys(f"*:{settings.periods[1].code}:*")
 
 
 def test_children_share_their_parents_bucket_hash(store, settings, clock):
     period = settings.periods[0]
-    store.count(events(settings, clock.now, *[
+    count_events(store, events(settings, clock.now, *[
         {"dimensions": ["shop", f"p{i}"], "metrics": {"x": 0.5 + i}} for i in range(40)]),
         clock.now)
     [bucket] = store.redis.keys(f"hw:{{%|shop}}:s:x:{period.code}:*")
@@ -170,14 +171,14 @@ def test_counter_hashes_keep_the_compact_encoding(real_client, settings, clock):
 
     store = Store(real_client, settings)
     base = clock.now - 3 * 3600 + 60
-    store.count(events(settings, clock.now, *[
+    count_events(store, events(settings, clock.now, *[
         {"metrics": {"x": 0.5}, "at": base + 15 * i} for i in range(700)]), clock.now)
     for key in real_client.keys("hw:*:s:*"):
         assert real_client.object("encoding", key) == "listpack", key
 
 
 def test_children_registry(store, settings, clock):
-    store.count(events(settings, clock.now,
+    count_events(store, events(settings, clock.now,
                        {"dimensions": {"sales": {"eu": "p1", "us": "p2"}}},
                        {"dimensions": ["sales", "asia"]}), clock.now)
     assert store.children("", ()) == ["sales"]
@@ -187,7 +188,7 @@ def test_children_registry(store, settings, clock):
 
 
 def test_reset_deletes_one_pk_only(store, settings, clock):
-    store.count(events(settings, clock.now,
+    count_events(store, events(settings, clock.now,
                        {"pk": "a*", "dimensions": "x", "metrics": {"u": "is_unique"}},
                        {"pk": "a", "dimensions": "x"}, {"pk": "b", "dimensions": "x"}),
                 clock.now)
@@ -200,7 +201,7 @@ def test_reset_deletes_one_pk_only(store, settings, clock):
 
 
 def test_tricky_names_never_share_a_series(store, settings, clock):
-    store.count(events(settings, clock.now,
+    count_events(store, events(settings, clock.now,
                        {"dimensions": ["a|b"]}, {"dimensions": ["a", "b"]},
                        {"dimensions": ["a", "b"]}, {"dimensions": ["a:b}"]},
                        {"pk": "a|b"}), clock.now)
@@ -217,7 +218,7 @@ def test_two_periods_with_one_interval_keep_apart(client, clock):
 
     settings = load_settings(environ={"HAILWHALE_PERIODS": "1m:1h,1m:1d"})
     store = Store(client, settings)
-    store.count(events(settings, clock.now, {"dimensions": "a"}), clock.now)
+    count_events(store, events(settings, clock.now, {"dimensions": "a"}), clock.now)
     short, long = settings.periods
     assert short.code != long.code
     assert read_total(store, clock.now, ("a",), period=short).total == 1
@@ -227,7 +228,7 @@ def test_two_periods_with_one_interval_keep_apart(client, clock):
 
 def test_uids_and_names_with_spaces_and_symbols_count_apart(store, settings, clock):
     uids = ["a b", "a  b", "a", "b", " a", "é|{x}:*"]
-    store.count(events(settings, clock.now, *[
+    count_events(store, events(settings, clock.now, *[
         {"dimensions": "p q", "metrics": {"v": "is_unique"}, "uid": uid} for uid in uids * 2
     ]), clock.now)
     assert read_total(store, clock.now, ("p q",), metric="v", kind="unique").total == len(uids)
@@ -260,7 +261,7 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
 
     store = Store(real_client, settings)
     real_client.flushdb()
-    store.count(events(settings, clock.now, {"dimensions": "page",
+    count_events(store, events(settings, clock.now, {"dimensions": "page",
                                              "metrics": {"v": "is_unique"}, "uid": "a"}),
                 clock.now)
     ttls = {key: real_client.ttl(key) for key in real_client.keys("hw:*")
@@ -268,7 +269,7 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
     assert ttls and all(ttl > 0 for ttl in ttls.values()), ttls
     # A later batch into the same keys (the script skips EXPIREAT for keys it did not
     # create): every key still expires.
-    store.count(events(settings, clock.now, {"dimensions": "page",
+    count_events(store, events(settings, clock.now, {"dimensions": "page",
                                              "metrics": {"v": "is_unique"}, "uid": "b"}),
                 clock.now)
     assert all(real_client.ttl(key) > 0 for key in real_client.keys("hw:*")
@@ -277,7 +278,7 @@ def test_expiry_is_set_on_new_keys_and_kept_on_later_batches(real_client, settin
 
 
 def test_a_totals_only_read_matches_the_full_read(store, settings, clock):
-    store.count(events(settings, clock.now,
+    count_events(store, events(settings, clock.now,
                        {"dimensions": ["a", "b"], "metrics": {"m": 0.25}, "at": clock.now - 600},
                        {"dimensions": ["a", "c"], "metrics": {"m": -2}, "at": clock.now}),
                 clock.now)
@@ -300,7 +301,7 @@ def test_a_batch_with_an_overflowing_event_counts_the_others_once(real_client, s
     from hailwhale.store import Store
 
     store = Store(real_client, settings)
-    store.count(events(settings, clock.now, {"dimensions": "big", "metrics": {"n": 1}}),
+    count_events(store, events(settings, clock.now, {"dimensions": "big", "metrics": {"n": 1}}),
                 clock.now)
     for key in real_client.keys("hw:{%}:s:n:*"):  # big's buckets, beside the root's
         real_client.hset(key, "big", 2**63 - 10)
@@ -324,7 +325,7 @@ def test_pks_named_like_internal_keys_reach_none_of_them(store, settings, clock,
     buffer = Buffer(store.redis)
     buffer.push([{"dimensions": "waiting"}])
     buffer.dead_letter("batch-d", [('{"dimensions": "x"}', "a reason")])
-    store.count(events(settings, clock.now, {"dimensions": "a"}), clock.now)
+    count_events(store, events(settings, clock.now, {"dimensions": "a"}), clock.now)
     store.write(aggregate_of(settings, clock, {"pk": pk, "dimensions": "b"}), "batch-p")
     assert store.pks() == sorted(["", pk])
     before = {key: store.redis.dump(key) for key in store.redis.keys("*")}

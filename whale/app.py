@@ -16,7 +16,7 @@ import bottle
 from hailwhale import auth, columns, keys, wire  # noqa: F401 (columns: loaded at start)
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
-from hailwhale.batches import check_batch_id, count_batch, count_lines
+from hailwhale.batches import check_batch_id, count_batch, count_events, count_lines
 from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
@@ -58,7 +58,7 @@ def create_app(store: Store, settings: Settings | None = None,
         now = clock()
         events = parse_events(raw_events, settings, now)
         require_write(grant, events)
-        return store.count(events, now)
+        return count_events(store, events, now)
 
     def count_query() -> int:
         params = query_params()
