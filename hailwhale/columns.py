@@ -259,6 +259,9 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
     buckets = _buckets(table["at"].unique().to_list(), periods, tz, now)
     paths, links = _prefixes(table["dims"])
 
+    # Sums in int64 (polars does not widen): whole units at most MAX_VALUE (1e12) an event,
+    # and a batch is at most MAX_BODY (16 MiB) of lines of 18 bytes or more, so a sum stays
+    # under 1e18; billionths under 1e9 an event, far below.
     sums = (table.select("pk", "dims", "at", "names", "wholes", "fractions")
             .explode(["names", "wholes", "fractions"])
             .join(buckets, on="at")
