@@ -167,3 +167,30 @@ def test_a_batch_folded_as_columns_writes_what_the_per_event_fold_writes(real_cl
     store.write(aggregate(events, settings.periods, settings.tz, now), "columns")
     assert _contents(real_client) == by_columns
     assert len(by_columns) > 500
+
+
+def test_post_batch_takes_wire_lines_once_and_refuses_a_broken_body(app, store, clock):
+
+    settings = store.settings
+    lines = [line(settings, clock.now, dimensions=["w", f"p{i % 3}"], metrics={"m": 0.5})
+             for i in range(30)] + ["2\tbroken"]
+    body = "\n".join(lines).encode()
+    headers = {"Content-Type": wire.CONTENT_TYPE}
+    answer = app.post("/batch?id=w1&count=31", body, headers=headers).json
+    assert (answer["counted"], answer["duplicate"]) == (30, False)
+    assert [r["index"] for r in answer["rejected"]] == [30]
+    again = app.post("/batch?id=w1&count=31", body, headers=headers).json
+    assert again["duplicate"] and again["counted"] == 30
+    period = settings.periods[0]
+    ordinals = period.ordinals(clock.now - 60, clock.now, settings.tz)
+    read = store.read("", [("w",)], {"m": "sum", "hits": "sum"}, period, ordinals)[("w",)]
+    assert (read["m"].total, read["hits"].total) == (15, 30)
+    # A line count that differs (a line split or merged on the way), or bytes that are not
+    # UTF-8: refused whole, nothing counted.
+    wrong = app.post("/batch?id=w2&count=30", body, headers=headers, status=400).json
+    assert wrong["param"] == "count" and "31 lines" in wrong["error"]
+    bad = app.post("/batch?id=w3&count=1", b"2\t\xff", headers=headers, status=400).json
+    assert bad["param"] == "body"
+    assert app.post("/batch?count=1", b"x", headers=headers, status=400).json["param"] == "id"
+    read = store.read("", [("w",)], {"hits": "sum"}, period, ordinals)[("w",)]
+    assert read["hits"].total == 30
