@@ -122,9 +122,9 @@ def wail(env, *args, timeout=120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def start_wail(env, *args) -> subprocess.Popen:
+def start_wail(env, *args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([program("hailwail"), *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def counted(whale_url: str, dimension=None) -> dict:
@@ -179,19 +179,28 @@ def test_kill_9_hailwail_at_random_moments(env, whale, buffer):
     assert counted(whale.url)[()] == pushed
 
 
-def test_whale_killed_in_the_middle_of_batches(env, whale, buffer):
+def test_whale_killed_in_the_middle_of_batches(env, whale, buffer, tmp_path):
     rng = random.Random(7)
     now = time.time()
     push(buffer, 0, 6000, now)
-    drainer = start_wail(env, "--loop", "0.05", "--batch", "50", "--lease", "1", "-q")
+    said = tmp_path / "hailwail.err"
+    with open(said, "wb") as err:
+        drainer = start_wail(env, "--loop", "0.05", "--batch", "50", "--lease", "1", "-q",
+                             stderr=err)
     try:
         for _ in range(5):
             time.sleep(rng.uniform(0.1, 0.6))
             whale.kill()
             time.sleep(0.2)
             whale.start()
-        wait_until(lambda: buffer.stats().waiting == 0 and buffer.stats().in_flight == 0,
-                   "the drain to finish", timeout=60)
+        try:
+            wait_until(lambda: buffer.stats().waiting == 0 and buffer.stats().in_flight == 0,
+                       "the drain to finish", timeout=60)
+        except AssertionError:
+            # This has timed out twice in many runs, under load; say what hailwail saw.
+            raise AssertionError(f"the drain did not finish: {buffer.stats().as_dict()}, "
+                                 f"hailwail alive: {drainer.poll() is None}, its stderr: "
+                                 f"{said.read_text()[-2000:]}") from None
     finally:
         drainer.terminate()
         drainer.wait(10)
