@@ -334,7 +334,8 @@ class Store:
         # Each bucket of a summed metric is one hash per parent, holding all its children:
         # paths are read parent by parent, one read.lua call per parent and metric for every
         # bucket of the window, each child's two fields (or, for many children, whole
-        # hashes: a long HMGET costs more than HGETALL, which also skips absent children).
+        # hashes: a long HMGET costs more than HGETALL, which also skips absent children;
+        # summed over the window in Redis when only totals are wanted).
         parents: dict[Path, list[Path]] = {}
         for path in paths:
             parents.setdefault(keys.location(path)[0], []).append(path)
@@ -350,7 +351,7 @@ class Store:
         calls = [
             (self._read, [keys.cells(pk, parent, metric, period, ordinals.start)],
              [keys.cells_stem(pk, parent, metric, period), ordinals.start, len(ordinals),
-              *(wanted or [])])
+              "fields" if wanted else "all" if buckets else "totals", *(wanted or [])])
             for parent, children, metric, wanted in reads
         ] + [
             (self._uniques, [keys.unique(pk, path, metric, period, o) for o in ordinals], [])
@@ -368,7 +369,11 @@ class Store:
                 replies = pipe.execute()
         result: dict[Path, dict[str, Reading]] = {path: {} for path in paths}
         for (_, children, metric, wanted), reply in zip(reads, replies, strict=False):
-            for path, values in _by_child(children, wanted, reply, len(ordinals)).items():
+            if wanted is None and not buckets:  # read.lua summed each field: one "bucket"
+                reply, count = [reply], 1
+            else:
+                count = len(ordinals)
+            for path, values in _by_child(children, wanted, reply, count).items():
                 if not buckets:
                     result[path][metric] = Reading([], from_nanos(sum(values)))
                 else:

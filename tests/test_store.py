@@ -363,3 +363,20 @@ def test_keys_under_their_old_names_are_renamed_once(client):
     assert client.get("hw:{hail}:batch:w1")
     assert not client.exists("hw:{hail}:buffer", "hw:{pks}", "hw:{hail}:inflight")
     assert rename_legacy_keys(client) == 0  # safe to run again
+
+
+def test_a_totals_only_read_of_many_children_is_summed_in_redis_exactly(store, settings, clock):
+    """Past 32 children a parent's buckets are read whole, and for totals summed by
+    read.lua: the same totals as the full read, fractions and negatives included."""
+    period = settings.periods[0]
+    count_events(store, events(settings, clock.now, *[
+        {"dimensions": ["shop", f"p{i}"], "metrics": {"m": (-1) ** i * (i + 0.125)},
+         "at": clock.now - 15 * (i % 7)} for i in range(40)]), clock.now)
+    ordinals = period.ordinals(clock.now - 600, clock.now, settings.tz)
+    paths = [("shop", f"p{i}") for i in range(40)] + [("shop", "never")]
+    full = store.read("", paths, {"m": "sum", "hits": "sum"}, period, ordinals)
+    totals = store.read("", paths, {"m": "sum", "hits": "sum"}, period, ordinals, buckets=False)
+    for path in paths:
+        assert totals[path]["m"].total == full[path]["m"].total
+        assert totals[path]["hits"].total == full[path]["hits"].total
+    assert totals[("shop", "p3")]["m"].total == -3.125 and totals[("shop", "never")]["m"].total == 0
