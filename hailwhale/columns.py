@@ -10,9 +10,10 @@ in full, one by one, and join the same columns.
 The same two steps as hailwhale.aggregate, as group-bys: events are summed by what they are
 counted into (pk, dimensions, each period's bucket, metric), and only those groups are
 expanded into every prefix of their dimensions and summed again. Python runs once per
-distinct event time (the bucket of each period) and once per distinct dimensions (their
-prefixes), never per event. The result is the same Batch hailwhale.aggregate folds events
-into; tests/test_aggregate.py checks both against per-event expansion.
+distinct event time (the bucket of each period) and once per distinct spelling of several
+branches (their shared prefixes), never per event. The result is a Folded batch, which
+Store.write applies from its columns; its ``batch()`` is the Batch hailwhale.aggregate folds
+the same events into, and tests/test_aggregate.py checks both against per-event expansion.
 """
 
 from __future__ import annotations
