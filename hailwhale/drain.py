@@ -8,7 +8,6 @@ counted once; a batch whose sender died is sent again after its lease runs out.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,11 +93,6 @@ class WhaleClient:
         # The admin token POST /batch needs when Whale has a SECRET (auth.ServiceToken).
         self.token = token or (lambda: None)
 
-    def send(self, batch_id: str, events: list) -> dict:
-        """Send decoded events; Whale's answer."""
-        body = json.dumps({"id": batch_id, "events": events}, separators=(",", ":"))
-        return _confirmed(self._post(body))
-
     def send_items(self, batch_id: str, items: list[str]) -> dict:
         """Send buffered items (wire lines, or JSON texts of the first wire form) as they
         are, one per line; Whale's answer, ``rejected`` indexing ``items``.
@@ -112,8 +106,7 @@ class WhaleClient:
         query = urlencode({"id": batch_id, "count": len(items)})
         return _confirmed(self._post("\n".join(items), query, wire.CONTENT_TYPE))
 
-    def _post(self, body: str, query: str = "",
-              content_type: str = "application/json") -> requests.Response:
+    def _post(self, body: str, query: str, content_type: str) -> requests.Response:
         try:
             try:
                 return self._request(body, query, content_type)

@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import keys
-from .store import Store, redis_errors
+from .store import US, Store, redis_errors
 
 log = logging.getLogger("hailwhale.migrate")
 
 MIGRATE_LUA = (pathlib.Path(__file__).parent / "lua" / "migrate.lua").read_text()
-US = "\x1f"
 # An old hash with no expiry (none was written so; a hand-made one) keeps its migrated
 # counters this long: the longest retention a default setting has.
 NO_EXPIRY_MS = 366 * 86400 * 1000
