@@ -8,7 +8,7 @@ the buffer was drained, 1 when Whale could not be reached or did not confirm a b
 batch stays in flight and the next run sends it again).
 """
 
-from hailwhale.wail import main
+from hailwhale_cli.wail import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,7 +17,7 @@ import bottle
 from hailwhale import auth, wire
 from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
-from whale.web import (
+from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
     Guard,

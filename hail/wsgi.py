@@ -1,7 +1,7 @@
 """The Hail app for uWSGI (``module = hail.wsgi:application``), built from the settings."""
 
 from hailwhale.config import load_settings
-from whale.web import check_uwsgi_exposure
+from hailwhale_web.plumbing import check_uwsgi_exposure
 
 from .app import from_settings
 

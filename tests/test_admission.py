@@ -18,8 +18,8 @@ from hailwhale.batches import count_events
 from hailwhale.errors import BadRequest, ConfigurationError
 from hailwhale.event import parse_event
 from hailwhale.store import Store
+from hailwhale_web.plumbing import node_key
 from whale import create_app
-from whale.web import node_key
 
 
 @pytest.fixture

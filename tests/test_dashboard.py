@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from hailwhale.server import make
 from hailwhale.store import Store, connect
+from hailwhale_web.server import make
 from whale import create_app
 
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,10 @@ from hailwhale.config import load_settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_event
 from hailwhale.formulas import parse
-from hailwhale.server import serve_in_thread
 from hailwhale.store import Store
+from hailwhale_web.plumbing import handled, json_answer
+from hailwhale_web.server import serve_in_thread
 from whale import create_app as whale_app
-from whale.web import handled, json_answer
 
 SURROGATE = "\ud800"
 DEEP_LIST = "[" * 1000 + "]" * 1000
@@ -247,7 +247,7 @@ def test_a_body_sent_too_slowly_is_a_408_and_nothing_stored(wsgi, client, monkey
                                                              chunked):
     """Past the grace, a body must keep coming at BODY_RATE: a byte a second into a large
     Content-Length is cut (408), instead of holding its connection for days."""
-    from whale import web as plumbing
+    from hailwhale_web import plumbing
 
     now = [1000.0]
     monkeypatch.setattr(plumbing.time, "monotonic", lambda: now[0])

@@ -87,7 +87,7 @@ def test_steady_traffic_is_sent_in_batches_that_fill(buffer):
 
 
 def test_hailwail_takes_a_linger_within_bounds(capsys, monkeypatch, redis_server):
-    from hailwhale.wail import main
+    from hailwhale_cli.wail import main
 
     monkeypatch.setenv("HAIL_REDIS_URL", f"redis://127.0.0.1:{redis_server.port}/5")
     assert main(["--linger", "-1"]) == 1

@@ -13,8 +13,8 @@ import pytest
 from hailwhale import query
 from hailwhale.buffer import Buffer
 from hailwhale.drain import WhaleClient, drain_parallel
-from hailwhale.server import serve_in_thread
 from hailwhale.store import Store
+from hailwhale_web.server import serve_in_thread
 from whale import create_app
 
 

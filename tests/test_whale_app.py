@@ -293,7 +293,7 @@ def test_a_query_string_that_is_not_utf8_is_400_and_stores_nothing(app, store):
 def test_query_strings_parse_as_bottle_parses_them(pairs, plus):
     import bottle
 
-    from whale.web import parse_query_string
+    from hailwhale_web.plumbing import parse_query_string
 
     # As a WSGI server hands it over: percent-encoded UTF-8, as latin-1 text; "+" or "%20".
     query = "&".join(f"{quote_plus(k) if plus else quote(k)}={quote_plus(v) if plus else quote(v)}"

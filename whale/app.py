@@ -21,9 +21,7 @@ from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
 from hailwhale.store import Store
-
-from . import assets
-from .web import (
+from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
     Guard,
@@ -39,6 +37,8 @@ from .web import (
     query_params,
     require_write,
 )
+
+from . import assets
 
 log = logging.getLogger("hailwhale.whale")
 

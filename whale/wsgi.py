@@ -2,9 +2,9 @@
 
 from hailwhale.config import load_settings
 from hailwhale.store import Store
+from hailwhale_web.plumbing import check_uwsgi_exposure
 
 from .app import create_app
-from .web import check_uwsgi_exposure
 
 _settings = load_settings()
 check_uwsgi_exposure(_settings, "whale")

@@ -11,10 +11,10 @@ import signal
 import sys
 from pathlib import Path
 
-from . import keys
-from .config import Settings, load_settings
-from .errors import ConfigurationError, HailWhaleError
-from .store import Store
+from hailwhale import keys
+from hailwhale.config import Settings, load_settings
+from hailwhale.errors import ConfigurationError, HailWhaleError
+from hailwhale.store import Store
 
 DEMO_DATA = Path.home() / ".hailwhale" / "demo-redis"
 
@@ -22,7 +22,7 @@ DEMO_DATA = Path.home() / ".hailwhale" / "demo-redis"
 def check_exposure(settings: Settings, host: str, what: str, allow_open: bool = False) -> None:
     """Refuses to serve with no SECRET on an address other machines can reach, unless told
     to (``--allow-open`` or ALLOW_OPEN)."""
-    from .auth import is_loopback
+    from hailwhale.auth import is_loopback
 
     if not settings.secret and not is_loopback(host) and not (allow_open or settings.allow_open):
         raise ConfigurationError(
@@ -32,7 +32,7 @@ def check_exposure(settings: Settings, host: str, what: str, allow_open: bool = 
 
 
 def _serve(app, host: str, port: int, what: str, settings: Settings) -> None:
-    from .server import make
+    from hailwhale_web.server import make
 
     server = make(app, host, port)
     print(f"{what} listening on http://{host}:{server.server_port}/", flush=True)
@@ -103,8 +103,8 @@ def cmd_hail(args, settings) -> None:
 def cmd_token(args, settings) -> None:
     import json
 
-    from . import auth
-    from .event import parse_dimensions
+    from hailwhale import auth
+    from hailwhale.event import parse_dimensions
 
     if args.id:
         print(auth.token_id(args.id))
@@ -135,7 +135,7 @@ def cmd_reset(args, settings) -> None:
 
 
 def cmd_migrate(args, settings) -> None:
-    from .migrate import migrate
+    from hailwhale.migrate import migrate
 
     store = Store.from_settings(settings, args.redis)
     print(f"store: {redact(args.redis or settings.redis_url)}", flush=True)

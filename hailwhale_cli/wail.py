@@ -7,10 +7,10 @@ import signal
 import sys
 import time
 
-from .auth import ServiceToken
-from .buffer import Buffer
-from .config import load_settings
-from .drain import (
+from hailwhale.auth import ServiceToken
+from hailwhale.buffer import Buffer
+from hailwhale.config import load_settings
+from hailwhale.drain import (
     DEFAULT_BATCH,
     DEFAULT_LEASE,
     DEFAULT_LINGER,
@@ -18,7 +18,7 @@ from .drain import (
     WhaleClient,
     drain_parallel,
 )
-from .errors import HailWhaleError
+from hailwhale.errors import HailWhaleError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,14 +14,14 @@ import time
 
 import requests
 
-from .auth import ANY_PK, ServiceToken, issue
-from .batches import count_events
-from .buffer import Buffer
-from .config import Settings
-from .drain import WhaleClient, drain
-from .errors import HailWhaleError
-from .event import parse_event
-from .store import Store, connect
+from hailwhale.auth import ANY_PK, ServiceToken, issue
+from hailwhale.batches import count_events
+from hailwhale.buffer import Buffer
+from hailwhale.config import Settings
+from hailwhale.drain import WhaleClient, drain
+from hailwhale.errors import HailWhaleError
+from hailwhale.event import parse_event
+from hailwhale.store import Store, connect
 
 log = logging.getLogger("hailwhale.demo")
 
@@ -108,11 +108,10 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
     """Every part in one process: Whale (with the dashboard) on ``port``, a Hail node on
     ``port + 1``, hailwail draining it, and sample traffic flowing into Hail."""
     from hail.app import create_app as hail_app
+    from hailwhale.embedded import embedded_store_url
+    from hailwhale_web.server import make
     from whale import assets
     from whale import create_app as whale_app
-
-    from .embedded import embedded_store_url
-    from .server import make
 
     if redis_url:
         store_url, buffer_url = redis_url, settings.hail_redis_url

@@ -1,0 +1,2 @@
+"""The commands, above the apps: ``hailwhale`` (``main``), ``hailwhale demo`` (``demo``) and
+``hailwail`` (``wail``)."""
