@@ -35,6 +35,7 @@ letters, so no pk can name them (the pks ``pks`` and ``hail`` once could; see LE
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
@@ -164,6 +165,25 @@ def migrated(old_key: str, near: str) -> str:
 
 def _tag_of(key: str) -> str:
     return key[key.index("{") + 1: key.index("}", key.index("{"))] if "{" in key else key
+
+
+# On a single Redis a batch with an id is applied in this many script calls, each holding
+# the keys of some hash tags (apply_part), so one batch never holds Redis for long: other
+# clients are served between the calls.
+APPLY_PARTS = 16
+
+
+def apply_part(key: str) -> int:
+    """Which of the APPLY_PARTS calls of a batch writes ``key``: a stable function of the
+    key's hash tag (the series), so a retried batch puts every key in the same part whatever
+    else it holds. ``key`` may also be a bare series tag (``series_tag``)."""
+    return zlib.crc32(_tag_of(key).encode()) % APPLY_PARTS
+
+
+def batch_part(batch_id: str, part: int) -> str:
+    """On a single Redis, the key remembering that one part (``apply_part``) of a batch was
+    applied, so a retry after a crash applies exactly the parts that were missed."""
+    return f"{batch_done(batch_id)}:{part}"
 
 
 def batch_marker(batch_id: str, near: str) -> str:

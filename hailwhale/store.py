@@ -30,6 +30,7 @@ from .wire import US as PATH_US  # how a Folded batch spells paths
 Number = int | float
 _LUA = pathlib.Path(__file__).parent / "lua"
 APPLY_LUA = (_LUA / "apply.lua").read_text()
+UNDO_LUA = (_LUA / "undo.lua").read_text()
 US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 READ_LUA = (_LUA / "read.lua").read_text()
@@ -45,6 +46,32 @@ class Reading:
     total: Number
 
 
+@dataclass(frozen=True)
+class _Part:
+    """The operations of one apply.lua call: on a single Redis those of the keys of one part
+    (keys.apply_part), on a cluster those of one hash slot; counter lines first."""
+
+    number: int  # the part, or the slot
+    key: str  # one of its keys: on a cluster it routes the call
+    counters: str  # the "H" lines
+    rest: str  # the other lines
+
+    @property
+    def text(self) -> str:
+        return self.counters + self.rest
+
+
+def _parts(lines: Iterable[tuple[str, str]], number) -> list[_Part]:
+    """``(key, line)`` pairs grouped by ``number(key)``, in order of their numbers, each
+    part keeping the order of its lines."""
+    groups: dict[int, list[tuple[str, str]]] = {}
+    for key, line in lines:
+        groups.setdefault(number(key), []).append((key, line))
+    return [_Part(n, group[0][0], "".join(line for _, line in group if line[0] == "H"),
+                  "".join(line for _, line in group if line[0] != "H"))
+            for n, group in sorted(groups.items())]
+
+
 class Store:
     """HailWhale's counters in one Redis (or Redis Cluster)."""
 
@@ -52,6 +79,7 @@ class Store:
         self.redis = client
         self.settings = settings
         self._apply = client.register_script(APPLY_LUA)
+        self._undo = client.register_script(UNDO_LUA)
         self._uniques = client.register_script(UNIQUES_LUA)
         self._read = client.register_script(READ_LUA)
         self._admit_script = client.register_script(ADMIT_LUA)
@@ -72,49 +100,56 @@ class Store:
     # -- writes ------------------------------------------------------------------------
     def write(self, batch: Batch | Folded, batch_id: str | None = None,
               record: str = "") -> tuple[bool, str]:
-        """Apply a pre-aggregated batch atomically: on a single Redis all of it or none, on
-        Redis Cluster each hash slot's part of it.
+        """Apply a pre-aggregated batch.
 
-        With a ``batch_id`` the batch is applied at most once, whatever it holds (also
-        nothing: a batch whose every event was refused is remembered too): a repeat of the
-        id changes nothing and returns ``(False, what the first application recorded)``. On
-        a cluster each slot's part also remembers the id, so a retry after a crash completes
-        exactly the slots that were missed. Without an id, a retry after a failure may count
-        twice. CounterOverflow when a counter would pass a 64-bit integer: nothing applied."""
+        Without a ``batch_id``, on a single Redis, in one script call: all of it or none.
+        With one, at most once, whatever the batch holds (also nothing: a batch whose every
+        event was refused is remembered too): a repeat of the id changes nothing and returns
+        ``(False, what the first application recorded)``. It is applied in parts, each in a
+        script call of its own that remembers the part (on a single Redis the keys of some
+        series, keys.apply_part; on Redis Cluster one hash slot), so a batch never holds
+        Redis for long, and a retry after a crash applies exactly the parts that were missed;
+        a reader may see a batch partly applied meanwhile. Without an id, a retry after a
+        failure may count twice. CounterOverflow when a counter would pass a 64-bit integer:
+        then nothing of the batch stays applied."""
         memory = str(self.settings.batch_memory) if batch_id else ""
         refused = self._admit(batch)
         if isinstance(batch, Folded) and not refused and not self._cluster:
-            operations = self._column_operations(batch)
+            parts = self._column_operations(batch)
         else:
             # Refused children (rare: a parent at MAX_CHILDREN) and cluster slots are
             # handled on the batch as dictionaries.
             if isinstance(batch, Folded):
                 batch = batch.batch()
-            operations = self._operations(fold(batch, refused))
+            parts = self._operations(fold(batch, refused))
         with redis_errors(), _overflow():
-            if not self._cluster:
-                first_key, lines = operations[0] if operations else (keys.PKS, "")
-                if not batch_id:
-                    if lines:
-                        self._apply(keys=[first_key], args=["", record, lines,
-                                                            lines.count("\n")])
-                    return True, record
-                # The id's own marker, and the one an earlier version kept near the first key.
-                markers = [keys.batch_done(batch_id), keys.batch_marker(batch_id, first_key)]
-                done, value = self._apply(keys=markers, args=[memory, record, lines,
-                                                               lines.count("\n")])
-                return bool(done), value
-            # A cluster: the id's marker first, then one call per hash slot (scripts cannot
-            # span slots), each with a marker of its own, then the id's marker is set.
-            if batch_id:
-                seen = self.redis.get(keys.batch_done(batch_id))
-                if seen is not None:
-                    return False, seen
-            for first_key, lines in operations:
-                marker = keys.batch_marker(batch_id, first_key) if batch_id else first_key
-                self._apply(keys=[marker], args=[memory, record, lines, lines.count("\n")])
-            if batch_id:
-                self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
+            if not batch_id:
+                if not self._cluster and parts:
+                    # One call: every counter line first (apply.lua's undo relies on it).
+                    parts = [_Part(0, parts[0].key, "".join(p.counters for p in parts),
+                                   "".join(p.rest for p in parts))]
+                for part in parts:
+                    self._apply(keys=[part.key], args=["", record, part.text,
+                                                       part.text.count("\n")])
+                return True, record
+            seen = self.redis.get(keys.batch_done(batch_id))
+            if seen is not None:
+                return False, seen
+            markers = [keys.batch_marker(batch_id, part.key) if self._cluster
+                       else keys.batch_part(batch_id, part.number) for part in parts]
+            for index, (part, marker) in enumerate(zip(parts, markers, strict=True)):
+                try:
+                    self._apply(keys=[marker], args=[memory, record, part.text,
+                                                     part.text.count("\n")])
+                except redis.ResponseError as exc:
+                    if "apply.lua: overflow" in str(exc):
+                        # This part undid itself; the parts before it are taken back too
+                        # (also any an earlier attempt applied, as this batch holds them).
+                        for done, done_marker in zip(parts[:index], markers[:index],
+                                                     strict=True):
+                            self._undo(keys=[done_marker], args=[done.counters])
+                    raise
+            self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))
         return True, record
 
     def admit_metrics(self, names: dict[str, dict[str, str]]) -> dict[str, set[str]]:
@@ -165,9 +200,9 @@ class Store:
         return {parent: set(no_room) for (parent, _), no_room in zip(parents, answers,
                                                                     strict=True) if no_room}
 
-    def _operations(self, batch: Batch) -> list[tuple[str, str]]:
-        """The batch as apply.lua's operations: ``(a key, the operation lines)``, one pair
-        per hash slot on a cluster (one in all on a single Redis)."""
+    def _operations(self, batch: Batch) -> list[_Part]:
+        """The batch as apply.lua's operations, one part per hash slot on a cluster, per
+        keys.apply_part on a single Redis."""
         tz = self.settings.tz
         periods = batch.periods
         lines: list[tuple[str, str]] = []  # (key, line)
@@ -207,15 +242,10 @@ class Store:
         lines += self._index_lines(batch)
         return self._by_slot(lines)
 
-    def _by_slot(self, lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """``(a key, the operation lines)`` per hash slot: one pair on a single Redis."""
-        if not self._cluster:
-            return [(lines[0][0], "".join(line for _, line in lines))] if lines else []
-        groups: dict[int, list[tuple[str, str]]] = {}
-        for key, line in lines:
-            groups.setdefault(self._slot(key), []).append((key, line))
-        return [(group[0][0], "".join(line for _, line in group))
-                for _, group in sorted(groups.items())]
+    def _by_slot(self, lines: list[tuple[str, str]]) -> list[_Part]:
+        """``(key, line)`` pairs as parts: per hash slot on a cluster, per keys.apply_part
+        on a single Redis."""
+        return _parts(lines, self._slot if self._cluster else keys.apply_part)
 
     def _index_lines(self, batch: Batch | Folded) -> list[tuple[str, str]]:
         """The operations after the counters: children, metric names, the layout, pks."""
@@ -236,15 +266,16 @@ class Store:
             lines.append((keys.PKS, f"S\t{keys.PKS}\t-\t{US.join(batch.metric_kinds)}\n"))
         return lines
 
-    def _column_operations(self, batch: Folded) -> list[tuple[str, str]]:
+    def _column_operations(self, batch: Folded) -> list[_Part]:
         """A batch folded as columns as apply.lua's operations (on a single Redis, with no
-        refused children): the counter and HyperLogLog lines built by polars expressions,
-        a Python step only per distinct parent and metric (a key's stem) and per bucket (its
-        expiry), never per counter."""
+        refused children), in parts as keys.apply_part puts them: the counter and
+        HyperLogLog lines built by polars expressions, a Python step only per distinct
+        series (a key's stem) and per bucket (its expiry), never per counter."""
         import polars as pl  # loaded by Whale only (see hailwhale.batches)
 
         tz, periods = self.settings.tz, batch.periods
-        text: list[str] = []
+        counters: dict[int, str] = {}
+        others: dict[int, list[str]] = {}
         sums = batch.sums.with_columns(
             whole=pl.col("wholes") + pl.col("fractions") // NANO,
             fraction=pl.col("fractions") % NANO, parts=pl.col("path").str.split(PATH_US))
@@ -257,38 +288,42 @@ class Store:
         if sums.height:
             stems = _stems(sums, "parent", "names", keys.CELLS, periods)
             ends = _ends(sums, periods, tz)
-            items = pl.concat_list([
+            # One string expression (concat_list and list.join took four times as long).
+            items = pl.concat_str([
                 pl.when(pl.col("whole") != 0).then(
                     pl.col("child") + US + pl.col("whole").cast(pl.String)),
                 pl.when(pl.col("fraction") != 0).then(
                     pl.col("child") + keys.FRACTION + US + pl.col("fraction").cast(pl.String)),
-            ]).list.drop_nulls().list.join(US)
-            counters = (sums.join(stems, on=["pk", "parent", "names", "period"])
-                        .join(ends, on=["period", "ordinal"])
-                        .select(key=pl.col("stem") + pl.col("ordinal").cast(pl.String),
-                                when=pl.col("when"), item=items)
-                        .filter(pl.col("item") != "")
-                        .group_by("key", maintain_order=True)
-                        .agg(pl.col("when").first(), pl.col("item").str.join(US)))
-            text.append(counters.select(pl.concat_str([
+            ], separator=US, ignore_nulls=True)
+            hashes = (sums.join(stems, on=["pk", "parent", "names", "period"])
+                      .join(ends, on=["period", "ordinal"])
+                      .select("part", key=pl.col("stem") + pl.col("ordinal").cast(pl.String),
+                              when=pl.col("when"), item=items)
+                      .filter(pl.col("item") != "")
+                      .group_by("key", maintain_order=True)
+                      .agg(pl.col("part").first(), pl.col("when").first(),
+                           pl.col("item").str.join(US)))
+            counters = dict(hashes.group_by("part").agg(pl.concat_str([
                 pl.lit("H\t"), pl.col("key"), pl.lit("\t"), pl.col("when").cast(pl.String),
-                pl.lit("\t"), pl.col("item"), pl.lit("\n")]).str.join("")).item() or "")
+                pl.lit("\t"), pl.col("item"), pl.lit("\n")]).str.join("")).iter_rows())
         members = batch.members
         if members.height:
             stems = _stems(members, "path", "uniques", keys.UNIQUES, periods)
-            text.append(members.join(stems, on=["pk", "path", "uniques", "period"])
-                        .join(_ends(members, periods, tz), on=["period", "ordinal"])
-                        .select(pl.concat_str([
-                            pl.lit("U\t"), pl.col("stem"), pl.col("ordinal").cast(pl.String),
-                            pl.lit("\t"), pl.col("when").cast(pl.String), pl.lit("\t"),
-                            pl.col("uid").list.join(US), pl.lit("\n")]).str.join(""))
-                        .item() or "")
-        rest = self._index_lines(batch)
-        lines = "".join(text) + "".join(line for _, line in rest)
-        if not lines:
-            return []
-        first = lines.split("\t", 2)[1]
-        return [(first, lines)]
+            lines = (members.join(stems, on=["pk", "path", "uniques", "period"])
+                     .join(_ends(members, periods, tz), on=["period", "ordinal"])
+                     .group_by("part").agg(pl.concat_str([
+                         pl.lit("U\t"), pl.col("stem"), pl.col("ordinal").cast(pl.String),
+                         pl.lit("\t"), pl.col("when").cast(pl.String), pl.lit("\t"),
+                         pl.col("uid").list.join(US), pl.lit("\n")]).str.join("")))
+            for number, text in lines.iter_rows():
+                others.setdefault(number, []).append(text)
+        for key, line in self._index_lines(batch):
+            others.setdefault(keys.apply_part(key), []).append(line)
+        parts = []
+        for number in sorted(set(counters) | set(others)):
+            text, rest = counters.get(number, ""), "".join(others.get(number, ()))
+            parts.append(_Part(number, (text or rest).split("\t", 2)[1], text, rest))
+        return parts
 
     def _slot(self, key: str) -> int:
         """The key's hash slot on a cluster; 0 for every key on a single Redis."""
@@ -455,26 +490,28 @@ def _by_child(children: Sequence[Path], wanted: list[str] | None, reply: list,
 
 
 def _stems(cells, path: str, metric: str, kind: str, periods: tuple[Period, ...]):
-    """(pk, ``path``, ``metric``, period, stem) for each distinct stem of ``cells``' keys:
-    the series tags and metric names encoded once each (keys.series_tag, keys.part), the
-    stems spelled by keys.stems."""
+    """(pk, ``path``, ``metric``, period, stem, part) for each distinct stem of ``cells``'
+    keys: the series tags and metric names encoded once each (keys.series_tag, keys.part),
+    the stems spelled by keys.stems, the part of the apply (keys.apply_part) by series."""
     import polars as pl
 
     distinct = cells.select("pk", path, metric, "period").unique()
     series = distinct.select("pk", path).unique()
-    series = series.with_columns(tag=pl.Series(
-        [keys.series_tag(pk, path_of(spelled)) for pk, spelled in series.iter_rows()],
-        dtype=pl.String))
+    tags = [keys.series_tag(pk, path_of(spelled)) for pk, spelled in series.iter_rows()]
+    series = series.with_columns(tag=pl.Series(tags, dtype=pl.String),
+                                 part=pl.Series([keys.apply_part(tag) for tag in tags],
+                                                dtype=pl.Int64))
     names = distinct.select(metric).unique()
     names = names.with_columns(part=pl.Series([keys.part(n) for n in names[metric]],
                                               dtype=pl.String))
     codes = pl.DataFrame({"period": list(range(len(periods))),
                           "code": [p.code for p in periods]},
                          schema={"period": distinct.schema["period"], "code": pl.String})
-    return (distinct.join(series, on=["pk", path]).join(names, on=metric)
+    return (distinct.join(series, on=["pk", path]).join(names.rename({"part": "name"}),
+                                                        on=metric)
             .join(codes, on="period")
-            .select("pk", path, metric, "period",
-                    stem=keys.stems(kind, pl.col("tag"), pl.col("part"), pl.col("code"))))
+            .select("pk", path, metric, "period", "part",
+                    stem=keys.stems(kind, pl.col("tag"), pl.col("name"), pl.col("code"))))
 
 
 def _ends(cells, periods: tuple[Period, ...], tz):

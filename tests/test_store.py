@@ -101,6 +101,102 @@ def test_an_apply_that_would_overflow_a_counter_changes_nothing(real_client, set
     assert real_client.get(keys.batch_done("overflowing")) is None
 
 
+def _names_in_parts(count: int, below: int | None = None) -> list[str]:
+    """Top-level names whose series' keys lie in ``count`` different apply parts (below
+    part ``below`` when given)."""
+    names, parts = [], set()
+    for i in range(10_000):
+        part = keys.apply_part(keys.series_tag("", (f"n{i}",)))
+        if part not in parts and (below is None or part < below):
+            names.append(f"n{i}")
+            parts.add(part)
+            if len(names) == count:
+                return names
+    raise AssertionError("no such names")
+
+
+def test_an_overflow_in_a_later_part_takes_back_the_parts_before_it(real_client, settings,
+                                                                    clock):
+    """A batch with an id is applied in parts (keys.apply_part); when one part would
+    overflow a counter, the parts applied before it are undone too, so nothing of the batch
+    stays counted, and count_batch then counts its other events exactly once."""
+    from hailwhale.aggregate import aggregate
+    from hailwhale.batches import count_batch
+    from hailwhale.errors import CounterOverflow
+    from hailwhale.store import Store
+
+    store = Store(real_client, settings)
+    big = next(f"big{i}" for i in range(100)
+               if keys.apply_part(keys.series_tag("", (f"big{i}",))) >= 3)
+    others = _names_in_parts(2, below=keys.apply_part(keys.series_tag("", (big,))))
+    count_events(store, events(settings, clock.now, {"dimensions": [big, "leaf"],
+                                             "metrics": {"n": 10**12}}), clock.now)
+    counter = next(key for key in real_client.keys("hw:*:s:n:*")
+                   if key.startswith(f"hw:{{%|{big}}}"))
+    assert set(real_client.hgetall(counter)) == {"leaf"}
+    real_client.hset(counter, "leaf", 2**63 - 10**11)
+
+    def state():
+        return {key: real_client.dump(key) for key in real_client.keys("*")
+                if not key.endswith(":children")}
+
+    before = state()
+    raws = [*({"dimensions": [name, "leaf"], "metrics": {"n": 5}} for name in others),
+            {"dimensions": [big, "leaf"], "metrics": {"n": 10**12}}]
+    batch = aggregate(events(settings, clock.now, *raws), settings.periods, settings.tz,
+                      clock.now)
+    assert len(store._operations(batch)) >= 3  # the others' parts come before big's
+    for _ in range(3):
+        with pytest.raises(CounterOverflow, match="nothing of the batch"):
+            store.write(batch, "overflowing", record="r")
+        assert state() == before  # no counter changed, no part marker left
+    answer = count_batch(store, "overflowing", raws, clock.now)
+    assert answer["counted"] == 2 and [r["index"] for r in answer["rejected"]] == [2]
+    for name in others:
+        assert read_total(store, clock.now, (name, "leaf"), metric="n").total == 5
+    assert read_total(store, clock.now, metric="n").total == 10**12 + 10  # the first event
+    assert count_batch(store, "overflowing", raws, clock.now)["duplicate"] is True
+    assert read_total(store, clock.now, metric="n").total == 10**12 + 10
+
+
+def test_a_batch_cut_off_between_its_parts_is_completed_exactly_by_its_retry(
+        store, settings, clock, monkeypatch):
+    """Whale dying between two parts of a batch: the retry under the same id applies the
+    parts that were missed, and only those."""
+    from hailwhale.aggregate import aggregate
+
+    names = _names_in_parts(6)
+    batch = aggregate(events(settings, clock.now, *({"dimensions": [name, "x"],
+                                                     "metrics": {"v": "is_unique"},
+                                                     "uid": name} for name in names)),
+                      settings.periods, settings.tz, clock.now)
+    parts = store._operations(batch)
+    assert len(parts) >= 6
+    for cut in (1, 3, len(parts) - 1):
+        store.redis.flushdb()
+        real_apply, calls = store._apply, []
+
+        def dying(*args, real_apply=real_apply, calls=calls, cut=cut, **kwargs):
+            if len(calls) == cut:
+                raise ConnectionError("Whale killed")
+            calls.append(1)
+            return real_apply(*args, **kwargs)
+
+        monkeypatch.setattr(store, "_apply", dying)
+        with pytest.raises(ConnectionError):
+            store.write(batch, "cut", record="r")
+        monkeypatch.setattr(store, "_apply", real_apply)
+        counted = [read_total(store, clock.now, (name, "x")).total for name in names]
+        assert store.redis.dbsize() > 0  # some parts were applied, not every one
+        assert counted != [1] * len(names) or read_total(store, clock.now).total == 0
+        assert store.write(batch, "cut", record="r") == (True, "r")
+        assert store.write(batch, "cut", record="again") == (False, "r")
+        assert read_total(store, clock.now).total == len(names)
+        for name in names:
+            assert read_total(store, clock.now, (name, "x")).total == 1
+            assert read_total(store, clock.now, (name,), "v", "unique").total == 1
+
+
 def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
     from hailwhale.store import Store
 
@@ -245,7 +341,8 @@ def test_a_batch_apply_lua_cannot_read_whole_is_refused_before_any_of_it_applies
     real_client.flushdb()
     batch = aggregate(events(settings, clock.now, {"dimensions": "page"}), settings.periods,
                       settings.tz, clock.now)
-    ((first_key, operations),) = store._operations(batch)
+    parts = store._operations(batch)
+    first_key, operations = parts[0].key, "".join(part.text for part in parts)
     # One line broken (a tab where the script expects its fields): the script must refuse
     # all of it rather than skip that line.
     broken = operations.replace("\t", "", 1)
