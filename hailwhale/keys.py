@@ -170,7 +170,7 @@ def _tag_of(key: str) -> str:
 # On a single Redis a batch with an id is applied in this many script calls, each holding
 # the keys of some hash tags (apply_part), so one batch never holds Redis for long: other
 # clients are served between the calls.
-APPLY_PARTS = 16
+APPLY_PARTS = 32
 
 
 def apply_part(key: str) -> int:
