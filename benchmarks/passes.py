@@ -326,7 +326,10 @@ class Pass:
                  f"lingering, {eager['events_per_batch']:,.0f} with --linger 0")
 
     def _batches_remembered(self) -> int:
-        return sum(1 for _ in self.store.scan_iter(match="hw:{%batch}:*", count=1000))
+        # The batch ids (hw:{%batch}:<id>), not the markers of a batch's parts (<id>:<n>)
+        # that a batch cut off between its parts may leave.
+        return sum(1 for key in self.store.scan_iter(match="hw:{%batch}:*", count=1000)
+                   if key.count(":") == 2)
 
     def _steady_run(self, pk: str, options: list[str]) -> dict:
         before = self._batches_remembered()

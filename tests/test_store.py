@@ -197,6 +197,8 @@ def test_a_batch_cut_off_between_its_parts_is_completed_exactly_by_its_retry(
         assert store.write(batch, "cut", record="r") == (True, "r")
         assert store.write(batch, "cut", record="again") == (False, "r")
         assert state() == whole
+        # The id is remembered by one key; the parts' markers went with the last part.
+        assert store.redis.keys("hw:{%batch}:*") == [keys.batch_done("cut")]
         assert read_total(store, clock.now).total == len(names)
         for name in names:
             assert read_total(store, clock.now, (name, "x")).total == 1
