@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import BadRequest
@@ -48,14 +48,32 @@ class Formula:
         take as Infinity) is None, JSON null: flot draws it as a gap. Never NaN or Infinity.
         """
         try:
-            result = _evaluate(self._tree, values)
+            return _shown(_evaluate(self._tree, values))
         except OverflowError:
             return None
-        if isinstance(result, float) and not math.isfinite(result):
-            return None
-        if isinstance(result, int) and abs(result) > _FLOAT_MAX:
-            return None
-        return result
+
+
+    def evaluate_each(self, columns: Mapping[str, Sequence[Number]], length: int) -> list:
+        """The formula's value at each of ``length`` positions, ``columns`` holding each
+        name's values (a missing name is 0 throughout): ``evaluate`` at every position, a
+        stored metric read straight from its column (a plot of 240 buckets spent most of its
+        Python building a dictionary per bucket)."""
+        if self.is_metric:
+            column = columns.get(self._tree[1])
+            if column is None:
+                return [0] * length
+            return [_shown(value) for value in column]
+        return [self.evaluate({name: values[i] for name, values in columns.items()})
+                for i in range(length)]
+
+
+def _shown(result: Number) -> Number | None:
+    """``result`` as JSON can carry it: None for what a float cannot hold."""
+    if isinstance(result, float) and not math.isfinite(result):
+        return None
+    if isinstance(result, int) and abs(result) > _FLOAT_MAX:
+        return None
+    return result
 
 
 def _evaluate(node: tuple, values: Mapping[str, Number]) -> Number:

@@ -230,10 +230,8 @@ def plotpoints(store: Store, query: Query, budget: Budget | None = None) -> dict
     for path in paths:
         metrics = readings[path]
         for formula in query.metrics:
-            values = [
-                formula.evaluate({name: r.values[i] for name, r in metrics.items()})
-                for i in range(len(starts))
-            ]
+            values = formula.evaluate_each({name: r.values for name, r in metrics.items()},
+                                           len(starts))
             series.append({
                 "label": _series_label(path, formula, several),
                 "dimension": list(path),
