@@ -86,3 +86,11 @@ TOKEN = None
 # Serve with no SECRET on an address other machines can reach (default: only on loopback).
 # Environment: HAILWHALE_ALLOW_OPEN=1
 ALLOW_OPEN = False
+
+# StatsD into Hail (hail/statsd.py): the line protocol on UDP and TCP, on this port (0: off)
+# and address, its metrics counted under this pk. StatsD carries no token, so it listens on
+# loopback unless STATSD_HOST says otherwise: bind it to a private interface only.
+# Environment: HAILWHALE_STATSD_PORT, HAILWHALE_STATSD_HOST, HAILWHALE_STATSD_PK
+STATSD_PORT = 8125
+STATSD_HOST = "127.0.0.1"
+STATSD_PK = ""

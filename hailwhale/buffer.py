@@ -62,14 +62,30 @@ class Buffer:
         rename_on_open(client)  # keys under an earlier version's names
         return cls(client)
 
-    def push(self, events: list[str | dict]) -> None:
+    def push(self, events: list[str | dict], counts: dict[str, int] | None = None) -> None:
         """Append events in one atomic command: wire lines (hailwhale.wire) as they are, or
-        raw parameters (the first wire form) as JSON."""
-        if events:
-            with redis_errors():
-                self.redis.rpush(keys.BUFFER, *(e if isinstance(e, str) else
-                                                json.dumps(e, separators=(",", ":"))
-                                                for e in events))
+        raw parameters (the first wire form) as JSON. ``counts`` are added to the StatsD
+        listener's tallies (``statsd_counts``) in the same step."""
+        items = [e if isinstance(e, str) else json.dumps(e, separators=(",", ":"))
+                 for e in events]
+        if not items and not counts:
+            return
+        with redis_errors():
+            if not counts:
+                self.redis.rpush(keys.BUFFER, *items)
+                return
+            pipe = self.redis.pipeline(transaction=True)
+            if items:
+                pipe.rpush(keys.BUFFER, *items)
+            for name, amount in counts.items():
+                pipe.hincrby(keys.STATSD, name, amount)
+            pipe.execute()
+
+    def statsd_counts(self) -> dict[str, int]:
+        """What the StatsD listener took since the buffer's Redis began: UDP packets, lines
+        (UDP and TCP), events buffered, lines refused."""
+        with redis_errors():
+            return {name: int(value) for name, value in self.redis.hgetall(keys.STATSD).items()}
 
     def take(self, size: int, now: float | None = None) -> tuple[str, list[str]] | None:
         """``(batch id, events)`` of up to ``size`` of the oldest events, now in flight."""

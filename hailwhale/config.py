@@ -52,15 +52,18 @@ _ENV = {
     "HAILWHALE_TOKEN": "TOKEN",
     "HAILWHALE_REVOKED_TOKENS": "REVOKED_TOKENS",
     "HAILWHALE_ALLOW_OPEN": "ALLOW_OPEN",
+    "HAILWHALE_STATSD_PORT": "STATSD_PORT",
+    "HAILWHALE_STATSD_HOST": "STATSD_HOST",
+    "HAILWHALE_STATSD_PK": "STATSD_PK",
 }
 _INTEGERS = (
     "MAX_DEPTH", "MAX_BRANCHES", "MAX_METRICS", "MAX_NAME_LENGTH", "FUTURE_SKEW", "MAX_BUCKETS",
     "MAX_CHILDREN", "MAX_QUERY_CELLS", "QUERY_SLOTS", "MAX_PK_METRICS", "BATCH_MEMORY",
-    "HAILWAIL_INTERVAL",
+    "HAILWAIL_INTERVAL", "STATSD_PORT",
 )
 _STRINGS = (
     "WHALE_REDIS_URL", "HAIL_REDIS_URL", "WHALE_URL", "TIMEZONE", "HAIL_BACKEND",
-    "CELERY_BROKER_URL", "CELERY_QUEUE", "SECRET", "TOKEN",
+    "CELERY_BROKER_URL", "CELERY_QUEUE", "SECRET", "TOKEN", "STATSD_HOST", "STATSD_PK",
 )
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -98,6 +101,11 @@ class Settings:
     revoked_tokens: tuple[str, ...] = ()
     # Serve without a secret on an address other machines can reach.
     allow_open: bool = False
+    # Hail's StatsD listener (hail/statsd.py): UDP and TCP on this port (0: none), on this
+    # address (StatsD carries no token: loopback unless set), counted under this pk.
+    statsd_port: int = 8125
+    statsd_host: str = "127.0.0.1"
+    statsd_pk: str = ""
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -106,7 +114,7 @@ class Settings:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(f"TIMEZONE: unknown time zone {self.timezone!r}") from None
         for name in _INTEGERS:
-            if getattr(self, name.lower()) < 1 and name != "FUTURE_SKEW":
+            if getattr(self, name.lower()) < 1 and name not in ("FUTURE_SKEW", "STATSD_PORT"):
                 raise ConfigurationError(f"{name} must be at least 1")
         for name in ("secret", "token"):
             if getattr(self, name) == "":  # an empty setting is no setting
@@ -115,6 +123,8 @@ class Settings:
             from .auth import check_secret
 
             check_secret(self.secret)
+        if not 0 <= self.statsd_port <= 65535:
+            raise ConfigurationError("STATSD_PORT must be a port (0 turns StatsD off)")
         if self.hail_backend not in BACKENDS:
             raise ConfigurationError(f"HAIL_BACKEND must be one of {', '.join(BACKENDS)}, "
                                      f"not {self.hail_backend!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -66,6 +66,23 @@ def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
     uid = _uid(raw.get("uid"), branches, uniques, settings)
     at = parse_at(raw.get("at"), settings, now)
     return Event(branches, metrics, uniques, uid, pk, at, raw)
+
+
+def event_of(branches: Sequence[Sequence[str]], metrics: Mapping, settings: Settings,
+             now: float, pk: str = "", uid: str | None = None,
+             at: float | None = None) -> Event:
+    """An event given in parts already split (``branches`` as lists of names, ``metrics``
+    as name -> number or ``"is_unique"``), checked by the same rules as ``parse_event``:
+    how the StatsD listener builds its events. The root is the empty branch."""
+    where = [list(branch) for branch in branches if branch]
+    paths: list[Path] = []
+    for branch in where:
+        _collect(branch, (), paths, "dimensions", settings)
+    checked = _within_limits(paths, where, "dimensions", settings) if paths else ()
+    sums, uniques = parse_metrics(dict(metrics), settings)
+    raw = {"dimensions": where, "metrics": dict(metrics), "pk": pk}
+    return Event(checked, sums, uniques, _uid(uid, checked, uniques, settings),
+                 _pk(pk, settings), parse_at(at, settings, now), raw)
 
 
 def parse_events(raws: list, settings: Settings, now: float) -> list[Event]:
@@ -154,6 +171,10 @@ def _parse_dimensions(value, param: str, settings: _Limits) -> tuple[Path, ...]:
         return ()
     branches: list[Path] = []
     _collect(value, (), branches, param, settings)
+    return _within_limits(branches, value, param, settings)
+
+
+def _within_limits(branches: list[Path], value, param: str, settings) -> tuple[Path, ...]:
     if len(branches) > settings.max_branches:
         raise BadRequest(param, value, f"more than {settings.max_branches} branches")
     for branch in branches:

@@ -198,6 +198,7 @@ HAIL = f"{PREFIX}:{{%hail}}"
 BUFFER = f"{HAIL}:buffer"  # list of events, oldest first
 INFLIGHT = f"{HAIL}:inflight"  # sorted set: batch id -> lease start
 DEAD = f"{HAIL}:dead"  # list of events that cannot be counted, with reasons
+STATSD = f"{HAIL}:statsd"  # hash: the StatsD listener's tallies (packets, lines, refused)
 
 # The names of HailWhale's own keys before they were tagged {%...}: old name -> new name,
 # and the old prefixes of per-batch keys (see hailwhale/legacy.py, which renames them).

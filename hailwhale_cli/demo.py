@@ -14,6 +14,7 @@ import time
 
 import requests
 
+from hailwhale import wire
 from hailwhale.auth import ANY_PK, ServiceToken, issue
 from hailwhale.batches import count_events
 from hailwhale.buffer import Buffer
@@ -104,6 +105,23 @@ class Wailer(threading.Thread):
                 log.warning("hailwail: %s", exc)
 
 
+def _statsd(settings: Settings, buffer: Buffer) -> None:
+    """StatsD into the demo's Hail node too, when its port is free (else said, and off)."""
+    if not settings.statsd_port:
+        return
+    from hail.statsd import Listener
+
+    try:
+        listener = Listener(settings, buffer).start()
+    except OSError as exc:
+        print(f"statsd: off, {settings.statsd_host}:{settings.statsd_port} is not free "
+              f"({exc.strerror or exc}; HAILWHALE_STATSD_PORT chooses another)", flush=True)
+        return
+    print(f"statsd: listening on udp and tcp {settings.statsd_host}:{listener.port}; try "
+          f"echo 'demo.signups:1|c' | nc -u -w0 {settings.statsd_host} {listener.port}",
+          flush=True)
+
+
 def run(settings: Settings, host: str, port: int, redis_url: str | None, data_dir) -> None:
     """Every part in one process: Whale (with the dashboard) on ``port``, a Hail node on
     ``port + 1``, hailwail draining it, and sample traffic flowing into Hail."""
@@ -123,8 +141,9 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
     store = Store.from_settings(settings, store_url)
     buffer = Buffer(connect(buffer_url))
     whale = make(whale_app(store, settings), host, port)
-    hail = make(hail_app(buffer.push, settings, lambda: buffer.stats().as_dict()), host,
-                port + 1 if port else 0)
+    hail = make(hail_app(buffer.push, settings, lambda: buffer.stats().as_dict(),
+                         encode=lambda raw, event, received: wire.encode(event, received)),
+                host, port + 1 if port else 0)
     whale_url = f"http://{host}:{whale.server_port}"
     hail_url = f"http://{host}:{hail.server_port}"
     # History once: a demo restarted on the same data folder carries on from what it has.
@@ -133,6 +152,7 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
     print(f"sample traffic: {history}; a few more every second go to Hail at "
           f"{hail_url}/count, and hailwail moves them to Whale", flush=True)
     threading.Thread(target=hail.serve_forever, daemon=True, name="hail").start()
+    _statsd(settings, buffer)
     Wailer(buffer, whale_url, token=ServiceToken(settings.secret, settings.token)).start()
     dashboard = f"{whale_url}/"
     if settings.secret:

@@ -88,6 +88,8 @@ def cmd_hail(args, settings) -> None:
 
     if args.redis:
         settings = dataclasses.replace(settings, hail_redis_url=args.redis)
+    if args.statsd_port is not None:
+        settings = dataclasses.replace(settings, statsd_port=args.statsd_port)
     check_exposure(settings, args.host, "hail", args.allow_open)
     app = from_settings(settings)
     if settings.hail_backend == "celery":
@@ -97,7 +99,35 @@ def cmd_hail(args, settings) -> None:
     else:
         where = settings.hail_redis_url
     print(f"buffer: {settings.hail_backend} at {where}", flush=True)
-    _serve(app, args.host, args.port, "hail", settings)
+    listener = _statsd(settings)
+    try:
+        _serve(app, args.host, args.port, "hail", settings)
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+def _statsd(settings: Settings):
+    """Hail's StatsD listener, started, when STATSD_PORT is not 0 (and the buffer is Redis:
+    the Celery path takes HTTP events only)."""
+    if not settings.statsd_port:
+        return None
+    if settings.hail_backend == "celery":
+        print("statsd: off (HAIL_BACKEND=celery takes HTTP events only)", flush=True)
+        return None
+    from hail.statsd import Listener
+    from hailwhale.buffer import Buffer
+
+    try:
+        listener = Listener(settings, Buffer.from_url(settings.hail_redis_url))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"statsd: cannot listen on {settings.statsd_host}:{settings.statsd_port} "
+            f"({exc.strerror or exc}); choose another with --statsd-port or "
+            "HAILWHALE_STATSD_PORT (0 turns StatsD off)") from None
+    print(f"statsd: listening on udp and tcp {settings.statsd_host}:{listener.port}, "
+          f"counting into pk {settings.statsd_pk!r}", flush=True)
+    return listener.start()
 
 
 def cmd_token(args, settings) -> None:
@@ -185,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
     hail.add_argument("--host", default="127.0.0.1")
     hail.add_argument("--port", type=int, default=8081)
     hail.add_argument("--redis", help="the buffer's Redis URL (default: HAIL_REDIS_URL)")
+    hail.add_argument("--statsd-port", type=int, metavar="PORT",
+                      help="StatsD over UDP and TCP on this port (default: STATSD_PORT, "
+                      "8125; 0: off)")
     hail.add_argument("--allow-open", action="store_true",
                       help="serve with no SECRET on a non-loopback address")
     hail.set_defaults(run=cmd_hail)

@@ -3,6 +3,7 @@ tests again on fakeredis for speed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -13,6 +14,10 @@ from hailwhale.config import load_settings
 from hailwhale.embedded import RedisServer, free_port
 from hailwhale.store import Store, connect
 from whale import create_app
+
+# Every Hail the suite starts would listen for StatsD on 8125 by default; only the StatsD
+# tests do, each on a free port of its own (tests/test_statsd.py).
+os.environ.setdefault("HAILWHALE_STATSD_PORT", "0")
 
 
 class Clock:
