@@ -133,7 +133,8 @@ class Pass:
             # The scaling pass ranks 10,000 children of one dimension over 2,400 buckets:
             # past the cardinality guard's default cap, which would fold most of them into
             # __other__, and past the default bound on a query's cost (24M cells, not 1M).
-            HAILWHALE_MAX_CHILDREN="100000", HAILWHALE_MAX_QUERY_CELLS="100000000")
+            HAILWHALE_MAX_CHILDREN="100000", HAILWHALE_MAX_QUERY_CELLS="100000000",
+            HAILWHALE_STATSD_PORT="0")
         self.whale = self._uwsgi("whale", "WHALE_PORT", "whale")
         self.hail = self._uwsgi("hail", "HAIL_PORT", "hail")
         self.bare = None

@@ -129,8 +129,9 @@ class Uwsgi:
             time.sleep(0.05)
 
     def workers(self) -> dict[int, str]:
+        """The master's worker processes (not its mules)."""
         return {pid: cmd for pid, (ppid, cmd) in process_group(self.pid).items()
-                if ppid == self.pid}
+                if ppid == self.pid and "mule" not in cmd}
 
     def stop(self, sig: int = signal.SIGTERM) -> list[str]:
         """Stop the master with ``sig``, SIGKILL the group if it lingers; the processes of
@@ -185,8 +186,10 @@ def start_uwsgi(section: str | None, tmp_path: Path, redis_urls, extra=(), **env
     """A uWSGI of ``section`` on a free port of 127.0.0.1 (``.url``); a variable given as
     None is left unset."""
     port = free_port()
+    # No StatsD (its default port would be shared by every Hail) unless a test asks.
     environ = clean_environ(**{"WHALE_REDIS_URL": redis_urls[0],
                                "HAIL_REDIS_URL": redis_urls[1], "HAILWHALE_HOST": "127.0.0.1",
+                               "HAILWHALE_STATSD_PORT": "0",
                                PORT_VARIABLE[section]: str(port), **env})
     environ = {name: value for name, value in environ.items() if value is not None}
     log = tmp_path / f"uwsgi-{section or 'default'}.log"
@@ -665,3 +668,53 @@ def test_heavy_queries_share_the_nodes_slots_across_workers(deployment):
             Slots.release(fd)
     answer = requests.get(f"{whale}/plotpoints", params=heavy, timeout=30)
     assert answer.status_code == 200 and len(answer.json()["series"]) == 601
+
+
+def test_statsd_into_a_hail_node_under_uwsgi(redis_urls, tmp_path, stopped_at_teardown):
+    """``uwsgi.ini:hail`` runs the StatsD listener in a mule beside the gevent workers: the
+    `statsd` client's lines over UDP and TCP reach the node's buffer, and a mule killed is
+    started again by the master."""
+    import statsd
+
+    from hailwhale.buffer import Buffer
+
+    port = free_port()
+    hail = start_uwsgi("hail", tmp_path, redis_urls, HAILWHALE_STATSD_PORT=str(port),
+                       HAILWHALE_STATSD_PK="uwsgi-statsd")
+    stopped_at_teardown.append(hail)
+    hail.wait_ready(f"{hail.url}/health")
+    buffer = Buffer(connect(redis_urls[1]))
+    before = buffer.statsd_counts().get("events", 0)
+
+    def sent(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while buffer.statsd_counts().get("events", 0) < before + count:
+            assert time.monotonic() < deadline, (buffer.statsd_counts(), hail.output()[-2000:])
+            time.sleep(0.1)
+
+    deadline = time.monotonic() + 30
+    while "statsd: listening on" not in hail.output():
+        assert time.monotonic() < deadline, hail.output()[-2000:]
+        time.sleep(0.1)
+    statsd.StatsClient("127.0.0.1", port).incr("mule.orders")
+    tcp = statsd.TCPStatsClient("127.0.0.1", port)
+    tcp.connect()
+    tcp.incr("mule.orders", 4)
+    tcp.close()
+    sent(2)
+    lines = [line for line in buffer.redis.lrange("hw:{%hail}:buffer", 0, -1)
+             if "uwsgi-statsd" in line]
+    assert len(lines) == 2
+    # The mule, killed, is started again by the master, and listens again.
+    mules = [pid for pid, (_ppid, name) in process_group(hail.process.pid).items()
+             if "mule" in name]
+    assert len(mules) == 1, process_group(hail.process.pid)
+    os.kill(mules[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        statsd.StatsClient("127.0.0.1", port).incr("mule.after")
+        if buffer.statsd_counts().get("events", 0) >= before + 3:
+            break
+        assert time.monotonic() < deadline, hail.output()[-2000:]
+        time.sleep(0.5)
+    assert hail.stop() == []
