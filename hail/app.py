@@ -114,5 +114,12 @@ def from_settings(settings: Settings) -> bottle.Bottle:
     from hailwhale.buffer import Buffer
 
     buffer = Buffer.from_url(settings.hail_redis_url)
-    return create_app(buffer.push, settings, lambda: buffer.stats().as_dict(),
+
+    def health() -> dict:
+        state = buffer.stats().as_dict()
+        if settings.statsd_port:  # the listener's tallies (its own process under uWSGI)
+            state["statsd"] = {"port": settings.statsd_port, **buffer.statsd_counts()}
+        return state
+
+    return create_app(buffer.push, settings, health,
                       encode=lambda raw, event, received: wire.encode(event, received))

@@ -702,6 +702,8 @@ def test_statsd_into_a_hail_node_under_uwsgi(redis_urls, tmp_path, stopped_at_te
     tcp.incr("mule.orders", 4)
     tcp.close()
     sent(2)
+    statsd_health = requests.get(f"{hail.url}/health", timeout=10).json()["statsd"]
+    assert statsd_health["port"] == port and statsd_health["events"] >= before + 2
     lines = [line for line in buffer.redis.lrange("hw:{%hail}:buffer", 0, -1)
              if "uwsgi-statsd" in line]
     assert len(lines) == 2
