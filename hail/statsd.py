@@ -25,11 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from hailwhale import wire
 from hailwhale.buffer import Buffer
 from hailwhale.config import Settings
 from hailwhale.errors import StoreUnavailable
-from hailwhale.statsd import MAX_LINE, Refused, parse_lines, parse_packet
+from hailwhale.statsd import MAX_LINE, Encoder, Refused
 
 log = logging.getLogger("hailwhale.statsd")
 
@@ -47,6 +46,7 @@ class Listener:
     def __init__(self, settings: Settings, buffer: Buffer, host: str | None = None,
                  port: int | None = None, clock: Callable[[], float] = time.time):
         self.settings, self.buffer, self.clock = settings, buffer, clock
+        self.encoder = Encoder(settings, settings.statsd_pk)
         self.host = settings.statsd_host if host is None else host
         port = settings.statsd_port if port is None else port
         self.udp = socket.socket(_family(self.host), socket.SOCK_DGRAM)
@@ -118,15 +118,12 @@ class Listener:
                 pass
             finally:
                 self.udp.settimeout(0.5)
-            now = self.clock()
-            events, refused, lines = [], [], 0
-            for packet in packets:
-                good, bad = parse_packet(packet, self.settings, now, self.settings.statsd_pk)
-                events += good
-                refused += bad
-                lines += len(good) + len(bad)
+            items, refused = self.encoder.encode(
+                (line for packet in packets
+                 for line in packet.decode("utf-8", "replace").split("\n")), self.clock())
             try:
-                self._push(events, refused, {"packets": len(packets), "lines": lines}, now)
+                self._push(items, refused, {"packets": len(packets),
+                                            "lines": len(items) + len(refused)})
             except StoreUnavailable:
                 pass  # logged; the next packets are tried again
 
@@ -161,16 +158,9 @@ class Listener:
                     complete.append(pending[:MAX_LINE + 1])
                     pending = b""
                 if complete:
-                    now = self.clock()
-                    texts = [line.decode("utf-8", "replace") for line in complete]
-                    events, refused = parse_lines(texts, self.settings, now,
-                                                  self.settings.statsd_pk)
-                    self._push(events, refused, {"lines": len(events) + len(refused)}, now)
+                    self._push_lines(complete)
             if pending.strip():  # the last line, with no newline after it
-                now = self.clock()
-                events, refused = parse_lines([pending.decode("utf-8", "replace")],
-                                              self.settings, now, self.settings.statsd_pk)
-                self._push(events, refused, {"lines": 1}, now)
+                self._push_lines([pending])
         except (OSError, StoreUnavailable) as exc:
             log.warning("statsd: a TCP sender's connection ended: %s", exc)
         finally:
@@ -178,10 +168,13 @@ class Listener:
             self._connections.release()
 
     # -- both ----------------------------------------------------------------------------
-    def _push(self, events, refused: list[Refused], counts: dict[str, int],
-              now: float) -> None:
-        counts = {**counts, "events": len(events), "refused": len(refused)}
-        items = [wire.encode(event, now) for event in events]
+    def _push_lines(self, lines: list[bytes]) -> None:
+        items, refused = self.encoder.encode(
+            (line.decode("utf-8", "replace") for line in lines), self.clock())
+        self._push(items, refused, {"lines": len(items) + len(refused)})
+
+    def _push(self, items: list[str], refused: list[Refused], counts: dict[str, int]) -> None:
+        counts = {**counts, "events": len(items), "refused": len(refused)}
         deadline = time.monotonic() + PUSH_PATIENCE
         while True:
             try:

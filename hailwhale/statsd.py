@@ -20,7 +20,9 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
+from . import wire
 from .config import Settings
 from .errors import BadRequest
 from .event import UNIQUE, Event, event_of
@@ -115,6 +117,52 @@ def parse_line(line: str, settings: Settings, now: float, pk: str = "") -> Event
     if not value:
         raise BadRequest("statsd", line, "a set's value is the member to count")
     return event_of(branches, {metric: UNIQUE}, settings, now, pk=pk, uid=value, at=at)
+
+
+class Encoder:
+    """A listener's lines straight to wire lines (hailwhale.wire), as ``parse_lines`` and
+    ``wire.encode`` make them. StatsD clients send the same few lines over and over, so the
+    encoding of each short line without a timestamp is remembered (4,096 of them at most,
+    what does not depend on the time: everything but ``received`` and ``at``): measured, 14
+    us a line parsed and encoded, about 1 remembered."""
+
+    CACHED = 512  # characters: a longer line is never remembered, so the cache stays small
+
+    def __init__(self, settings: Settings, pk: str = ""):
+        self.settings, self.pk = settings, pk
+        self._tail = lru_cache(maxsize=4096)(self._encode_tail)
+
+    def encode(self, lines: Iterable[str], now: float) -> tuple[list[str], list[Refused]]:
+        """``(wire lines, refused lines)`` of ``lines`` received at ``now``."""
+        received = repr(float(now))
+        out: list[str] = []
+        refused: list[Refused] = []
+        for line in lines:
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            if len(line) <= self.CACHED and "|T" not in line:
+                tail = self._tail(line)
+                if isinstance(tail, Refused):
+                    refused.append(tail)
+                else:
+                    out.append(f"{wire.VERSION}\t{received}\t{tail[0]}\t{received}\t{tail[1]}")
+                continue
+            try:
+                out.append(wire.encode(parse_line(line, self.settings, now, self.pk), now))
+            except BadRequest as exc:
+                refused.append(Refused(line[:200], str(exc)))
+        return out, refused
+
+    def _encode_tail(self, line: str) -> tuple[str, str] | Refused:
+        """The wire fields of a line without a timestamp around its time: ``(pk, uid and
+        the rest)``; or why it is refused (that does not depend on the time either)."""
+        try:
+            event = parse_line(line, self.settings, 0.0, self.pk)
+        except BadRequest as exc:
+            return Refused(line[:200], str(exc))
+        fields = wire.encode(event, 0.0).split("\t")
+        return fields[2], "\t".join(fields[4:])
 
 
 def _number(text: str, line: str, what: str) -> float:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hailwhale.buffer import Buffer
 from hailwhale.config import load_settings
 from hailwhale.embedded import free_port
+from hailwhale.errors import BadRequest
 from hailwhale.statsd import metric_name, parse_line, parse_packet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,3 +213,32 @@ def test_hot_shots_from_npm_over_udp_and_tcp(deployment):
     assert totals(["node", "orders"], "placed")["placed"] == 400
     assert totals(["region", "eu"], "placed")["placed"] == 400
     assert totals(["node"], "visitors")["visitors"] == 100
+
+
+_lines = st.builds(
+    lambda name, value, kind, extra: f"{name}:{value}|{kind}{extra}",
+    st.sampled_from(["a.b", "shop.checkout.paid", "x", "a..b", "web.visitors", "r-t.2xx"]),
+    st.sampled_from(["1", "2.5", "-3", "u1", "abc", ""]),
+    st.sampled_from(["c", "s", "g", "ms", "q"]),
+    st.sampled_from(["", "|@0.5", "|#country:uk,beta", "|T1789999000", "|@2", "|!x"]))
+
+
+@given(lines=st.lists(_lines, max_size=6), now=st.floats(1.7e9, 1.8e9))
+def test_the_listeners_encoder_makes_what_parsing_and_encoding_make(lines, now):
+    """The listener's remembered encodings (hailwhale.statsd.Encoder) give every line the
+    wire line, or the refusal, that parsing it afresh at that time gives."""
+    from hailwhale import wire
+    from hailwhale.statsd import Encoder
+
+    settings = load_settings(environ={})
+    encoder = Encoder(settings, "shop")
+    for when in (NOW, now):  # the second time from the cache
+        expected, reasons = [], []
+        for line in lines:
+            try:
+                expected.append(wire.encode(parse_line(line, settings, when, "shop"), when))
+            except BadRequest as exc:
+                reasons.append(str(exc))
+        items, refused = encoder.encode(lines, when)
+        assert items == expected
+        assert [r.reason for r in refused] == reasons
