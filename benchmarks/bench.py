@@ -73,6 +73,7 @@ class Sizes:
     depth_children: int = 1000
     depth_requests: int = 40
     steady_seconds: float = 4.0  # steady traffic followed by hailwail --loop, per run
+    statsd_seconds: float = 3.0  # each rate of the StatsD ladder
 
     def scaled(self, factor: int) -> Sizes:
         """Events, children, visitors, time span, retention, POST batches, plot window and
@@ -89,7 +90,8 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(events=4000, naive_events=300, monitor_events=2000, wrk_seconds=1.0,
-              wrk_rounds=1, plot_requests=30, depth_requests=5, steady_seconds=1.5)
+              wrk_rounds=1, plot_requests=30, depth_requests=5, steady_seconds=1.5,
+              statsd_seconds=0.5)
 
 
 # -- the workload and the naive baseline ---------------------------------------------------------
@@ -227,6 +229,18 @@ def _num(value: float) -> str:
     return f"{value:.3g}" if value < 0.1 else f"{value:.2f}"
 
 
+def _statsd_note(statsd: dict) -> str:
+    """The StatsD ladder: what each server counted of what was sent, rate by rate."""
+    def steps(ladder) -> str:
+        if isinstance(ladder, str):
+            return ladder
+        return ", ".join(f"{step['rate']:,}/s {step['lost']:.2%}" for step in ladder)
+
+    return (f"statsd: single-line UDP counters, {statsd['seconds']:g} s at each rate, share "
+            f"lost: Hail (uWSGI mule, into its buffer) {steps(statsd['hail'])}; the StatsD "
+            f"daemon (npm statsd 0.9, no backend) {steps(statsd['daemon'])}")
+
+
 def table(result: dict) -> str:
     """The result as a plain-text report."""
     m, d = result["machine"], result["details"]
@@ -308,6 +322,7 @@ def table(result: dict) -> str:
         f"children sets, batch ids), HyperLogLogs removed, per (series, metric, period, "
         f"bucket) cell with a non-zero sum; with the HLLs: "
         f"{_num(memory['bytes_per_counter_with_hlls'])}",
+        _statsd_note(d["statsd"]),
     ]
     for note in notes:
         lines += ["", *textwrap.wrap(note, WIDTH)]

@@ -13,9 +13,13 @@ import contextlib
 import http.client
 import json
 import random
+import re
+import shutil
+import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,6 +27,7 @@ from urllib.parse import urlencode
 import redis
 import requests
 
+from hailwhale.buffer import Buffer
 from hailwhale.config import Settings, load_settings
 from hailwhale.drain import DEFAULT_BATCH
 from hailwhale.embedded import RedisServer, free_port
@@ -30,7 +35,7 @@ from hailwhale.event import parse_event
 from hailwhale.keys import BUFFER
 from hailwhale.periods import format_duration
 
-from .bench import Sizes, counter_cells, naive_count
+from .bench import REPO, Sizes, counter_cells, naive_count
 from .kit import (
     BenchError,
     Monitor,
@@ -42,11 +47,15 @@ from .kit import (
     group_cpu_seconds,
     percentile,
     seconds_between,
+    spawn,
+    stop_group,
     tool,
     wrk,
     zipf,
 )
 
+# Packets/s sent to each StatsD server in turn: single-line counters, the same line.
+STATSD_RATES = (25_000, 50_000, 100_000, 200_000)
 STEADY_RATE = 2_800  # events/s: the rate of the soak that found batches of 20 events
 
 BARE_APP = '''"""The baseline of ingest_ratio: a bare Bottle route answering "OK"."""
@@ -114,9 +123,9 @@ class Pass:
         self.stack.callback(client.close)
         return server, client
 
-    def _uwsgi(self, section: str, variable: str, name: str, extra=()) -> Uwsgi:
+    def _uwsgi(self, section: str, variable: str, name: str, extra=(), **more: str) -> Uwsgi:
         port = free_port()
-        env = {**self.env, variable: str(port)}
+        env = {**self.env, variable: str(port), **more}
         server = Uwsgi(f"{self.ini}:{section}", port, env, self.work / f"{name}.log", extra)
         self.stack.callback(server.stop)
         return server.start()
@@ -136,7 +145,10 @@ class Pass:
             HAILWHALE_MAX_CHILDREN="100000", HAILWHALE_MAX_QUERY_CELLS="100000000",
             HAILWHALE_STATSD_PORT="0")
         self.whale = self._uwsgi("whale", "WHALE_PORT", "whale")
-        self.hail = self._uwsgi("hail", "HAIL_PORT", "hail")
+        # The base pass measures Hail's StatsD listener (its uWSGI mule) on a port of its own.
+        self.statsd_port = free_port() if self.bare_wanted else 0
+        self.hail = self._uwsgi("hail", "HAIL_PORT", "hail",
+                                HAILWHALE_STATSD_PORT=str(self.statsd_port))
         self.bare = None
         if self.bare_wanted:
             (self.work / "hailwhale_bench_bare.py").write_text(BARE_APP)
@@ -556,4 +568,105 @@ class Pass:
         self.client_calls(raws)
         self.naive(raws, now)
         self.queries()
+        if self.bare:  # the base pass only, and last: it leaves Hail's buffer full
+            self.statsd()
         return self.figures, self.details
+
+    # -- StatsD ----------------------------------------------------------------------------
+    def statsd(self) -> None:
+        """UDP StatsD into this Hail node (the mule of uwsgi.ini's [hail]) and into the StatsD
+        daemon from npm, the same ladder of rates of single-line packets, each for
+        ``statsd_seconds``: per rate the packets each counted; Hail's are in its buffer."""
+        self.say(f"{self.name}: statsd: "
+                 f"{', '.join(f'{rate:,}' for rate in STATSD_RATES)} packets/s, "
+                 f"{self.sizes.statsd_seconds:g} s each, into Hail and the StatsD daemon")
+        tallies = Buffer(self.buffer)
+        deadline = time.monotonic() + 30
+        while "statsd: listening on" not in self.hail.output():
+            if time.monotonic() > deadline:
+                raise BenchError("Hail's StatsD mule did not start listening")
+            time.sleep(0.1)
+
+        def hail_counted() -> int:
+            return tallies.statsd_counts().get("packets", 0)
+
+        hail = [self._ladder_step(self.statsd_port, rate, hail_counted)
+                for rate in STATSD_RATES]
+        self.buffer.delete(BUFFER)  # StatsD's events are not the next passes' to drain
+        daemon = self._statsd_daemon()
+        self.details["statsd"] = {"seconds": self.sizes.statsd_seconds, "hail": hail,
+                                  "daemon": daemon}
+        self.say(f"{self.name}: statsd: Hail " + ", ".join(
+            f"{step['rate']:,}/s {step['lost']:.2%} lost" for step in hail))
+
+    def _ladder_step(self, port: int, rate: int, counted: Callable[[], int]) -> dict:
+        before = counted()
+        sent = _send_udp(port, rate, self.sizes.statsd_seconds)
+        deadline = time.monotonic() + 5  # what the server still holds, read
+        got = counted() - before
+        while got < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = counted() - before
+            if now == got:
+                break
+            got = now
+        return {"rate": rate, "sent": sent, "counted": got, "lost": 1 - got / sent}
+
+    def _statsd_daemon(self) -> list[dict] | str:
+        """The ladder against the StatsD daemon (npm's statsd, no backend), counted by its
+        management interface; or why it was not measured."""
+        node, script = shutil.which("node"), REPO / "node_modules" / "statsd" / "stats.js"
+        if node is None or not script.is_file():
+            return "not measured: node, or the statsd package from `npm ci`, is missing"
+        port, management = free_port(), free_port()
+        config = self.work / "statsd-config.js"
+        config.write_text(json.dumps({"port": port, "mgmt_port": management, "backends": [],
+                                      "flushInterval": 3_600_000}))
+        daemon = spawn([node, str(script), str(config)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.stack.callback(stop_group, daemon)
+        deadline = time.monotonic() + 30
+        while True:  # ready once its management interface answers
+            try:
+                _daemon_packets(management)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError("the StatsD daemon did not start") from None
+                time.sleep(0.2)
+        return [self._ladder_step(port, rate, lambda: _daemon_packets(management))
+                for rate in STATSD_RATES]
+
+
+def _send_udp(port: int, rate: int, seconds: float) -> int:
+    """Single-line StatsD counters to 127.0.0.1:``port`` at ``rate`` packets/s for
+    ``seconds`` (paced every few hundred microseconds); how many were sent."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    packet, target = b"bench.statsd.orders:1|c", ("127.0.0.1", port)
+    total, sent, started = int(rate * seconds), 0, time.perf_counter()
+    try:
+        while sent < total:
+            due = min(total, int((time.perf_counter() - started) * rate))
+            for _ in range(due - sent):
+                sender.sendto(packet, target)
+            if due == sent:
+                time.sleep(0.0002)
+            sent = due
+    finally:
+        sender.close()
+    return sent
+
+
+def _daemon_packets(management: int) -> int:
+    """The StatsD daemon's count of packets received (its management interface's
+    ``counters``, with a flush interval longer than the measurement)."""
+    with socket.create_connection(("127.0.0.1", management), timeout=5) as connection:
+        connection.sendall(b"counters\n")
+        data = b""
+        while b"END" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    found = re.search(rb"'statsd\.packets_received': (\d+)", data)
+    return int(found.group(1)) if found else 0

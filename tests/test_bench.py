@@ -116,6 +116,11 @@ def test_quick_bench_reports_every_figure_and_leaves_nothing_running():
         details["drain"]["store_commands_per_event"]
     assert details["drain"]["written_cells"] > 0 and details["drain"]["whale_cpu_seconds"] > 0
     assert details["memory"]["counters"] > 0
+    statsd = details["statsd"]  # Hail's listener and the StatsD daemon, the same ladder
+    for ladder in (statsd["hail"], statsd["daemon"]):
+        assert [step["rate"] for step in ladder] == [25_000, 50_000, 100_000, 200_000]
+        assert all(0 < step["sent"] and 0 <= step["counted"] <= step["sent"]
+                   for step in ladder), ladder
 
 
 def test_ctrl_c_stops_every_process_the_bench_started():
