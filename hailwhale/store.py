@@ -137,10 +137,14 @@ class Store:
                 return False, seen
             markers = [keys.batch_marker(batch_id, part.key) if self._cluster
                        else keys.batch_part(batch_id, part.number) for part in parts]
+            # On a single Redis each part also checks the id's own key: the same batch may be
+            # applied by two workers at once (a hailwail whose lease ran out, sending it
+            # again), and once one has recorded the id it drops the parts' markers.
+            done_key = [] if self._cluster else [keys.batch_done(batch_id)]
             for index, (part, marker) in enumerate(zip(parts, markers, strict=True)):
                 try:
-                    self._apply(keys=[marker], args=[memory, record, part.text,
-                                                     part.text.count("\n")])
+                    self._apply(keys=[marker, *done_key], args=[memory, record, part.text,
+                                                                part.text.count("\n")])
                 except redis.ResponseError as exc:
                     if "apply.lua: overflow" in str(exc):
                         # This part undid itself; the parts before it are taken back too

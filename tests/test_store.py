@@ -205,6 +205,26 @@ def test_a_batch_cut_off_between_its_parts_is_completed_exactly_by_its_retry(
             assert read_total(store, clock.now, (name,), "v", "unique").total == 1
 
 
+def test_a_batch_applied_by_two_workers_at_once_counts_once(store, settings, clock,
+                                                            monkeypatch):
+    """Two Whale workers with the same batch (a hailwail whose lease ran out sent it again):
+    the second checked the id before the first recorded it, and the first then dropped its
+    parts' markers. Each part also checks the id's own key, so nothing counts twice."""
+    from hailwhale.aggregate import aggregate
+
+    names = _names_in_parts(6)
+    batch = aggregate(events(settings, clock.now, *({"dimensions": [name, "x"]}
+                                                    for name in names)),
+                      settings.periods, settings.tz, clock.now)
+    assert store.write(batch, "twice", record="r") == (True, "r")  # the first worker
+    monkeypatch.setattr(store.redis, "get", lambda key: None)  # the second's early check
+    store.write(batch, "twice", record="r")
+    monkeypatch.undo()
+    assert read_total(store, clock.now).total == len(names)
+    for name in names:
+        assert read_total(store, clock.now, (name, "x")).total == 1
+
+
 def test_a_million_dimes_add_up_without_drift(real_client, settings, clock):
     from hailwhale.store import Store
 

@@ -3,7 +3,10 @@
 --
 -- KEYS[1]   the batch marker, or (no batch id) any key of the operations: on Redis Cluster
 --           it routes the call to the slot that every key of the operations shares
--- KEYS[2..] other markers of the same batch id, checked but not set (an earlier version's)
+-- KEYS[2..] other keys meaning the same was applied, checked but not set: for a part of a
+--           batch, the batch id's own key (set, with the parts' markers dropped, once every
+--           part is applied: a second worker applying the same batch meanwhile skips the
+--           parts it had not reached)
 -- ARGV[1]   seconds to remember the batch id, or "" for none
 -- ARGV[2]   what to record with the batch id (returned again on a repeat)
 -- ARGV[3]   the operations, one per line: "code TAB key TAB number TAB items", the items
