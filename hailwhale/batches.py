@@ -77,6 +77,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
                     f"metrics.{name}", name, store.cap_reason(event.pk)))})
         indexes, events = [i for i, _ in kept], [e for _, e in kept]
         rejected.sort(key=lambda item: item["index"])
+
     def alone():
         return [(index, lambda e=event: aggregate([e], settings.periods, settings.tz, now))
                 for index, event in zip(indexes, events, strict=True)]

@@ -182,7 +182,8 @@ def apply_part(key: str) -> int:
 
 def batch_part(batch_id: str, part: int) -> str:
     """On a single Redis, the key remembering that one part (``apply_part``) of a batch was
-    applied, so a retry after a crash applies exactly the parts that were missed."""
+    applied, so a retry after a crash applies exactly the parts that were missed; dropped
+    once the batch id itself is recorded (``batch_done``)."""
     return f"{batch_done(batch_id)}:{part}"
 
 
