@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,43 @@ def test_the_listeners_encoder_makes_what_parsing_and_encoding_make(lines, now):
         items, refused = encoder.encode(lines, when)
         assert items == expected
         assert [r.reason for r in refused] == reasons
+
+
+def test_the_statsd_daemons_repeater_forwards_into_hail(deployment, tmp_path):
+    """A StatsD daemon already in place (npm's statsd) keeps serving its own backends and
+    repeats every packet to Hail: its repeater backend, pointed at Hail's StatsD port."""
+    import statsd
+
+    node = shutil.which("node")
+    daemon_js = ROOT / "node_modules" / "statsd" / "stats.js"
+    if node is None or not daemon_js.is_file():
+        pytest.fail("node and `npm ci` (statsd) are needed: ./run-tests installs them")
+    port, drained, totals = deployment
+    daemon_port, management = free_port(), free_port()
+    config = tmp_path / "statsd-config.js"
+    config.write_text(json.dumps({
+        "port": daemon_port, "mgmt_port": management, "flushInterval": 3_600_000,
+        "backends": ["./backends/repeater"],
+        "repeater": [{"host": "127.0.0.1", "port": port}], "repeaterProtocol": "udp4"}))
+    daemon = subprocess.Popen([node, str(daemon_js), str(config)], cwd=daemon_js.parent,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # up once its management interface answers
+            try:
+                socket.create_connection(("127.0.0.1", management), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and daemon.poll() is None, daemon.stdout
+                time.sleep(0.2)
+        client = statsd.StatsClient("127.0.0.1", daemon_port)
+        for i in range(300):
+            client.incr("repeated.signups")
+            client.set("repeated.visitors", f"v{i % 30}")
+            if i % 20 == 19:  # paced: the daemon's socket keeps the kernel's default buffer
+                time.sleep(0.01)
+        counts = drained(600)
+    finally:
+        _stop(daemon)
+    assert counts["refused"] == 0
+    assert totals(["repeated"], "signups,visitors") == {"signups": 300, "visitors": 30}
