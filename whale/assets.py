@@ -2,8 +2,9 @@
 
 ``static/`` (the jQuery plugin and the dashboard) is the project's own; jQuery and flot come
 from the npm registry at install time (``npm ci``, see package.json) into ``node_modules/``,
-never committed. Both are looked for beside the packages (a checkout, ``pip install -e .``)
-and where a regular install puts data files; ``HAILWHALE_NODE_MODULES`` names another
+never committed. A built package carries copies of them in ``whale/vendor/`` (setup.py puts
+them there); otherwise both are looked for beside the packages (a checkout, ``pip install -e
+.``) and where a regular install puts data files; ``HAILWHALE_NODE_MODULES`` names another
 node_modules folder.
 """
 
@@ -37,13 +38,21 @@ def node_modules() -> Path:
                 _ROOTS[0] / "node_modules")
 
 
+# Where a built package (a wheel, a plain `pip install .`) carries them: setup.py copies them
+# there from node_modules at build time.
+_PACKAGED = Path(__file__).resolve().parent / "vendor"
+
+
 def vendor_file(name: str) -> Path | None:
-    """The installed file of one browser library, or None when it is not installed."""
+    """The installed file of one browser library, or None when it is not installed: the
+    copy a built package carries, else node_modules'."""
     relative = VENDOR.get(name)
     if relative is None:
         return None
-    path = node_modules() / relative
-    return path if path.is_file() else None
+    for path in (_PACKAGED / name, node_modules() / relative):
+        if path.is_file():
+            return path
+    return None
 
 
 def missing_vendor() -> list[str]:
