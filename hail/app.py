@@ -17,6 +17,7 @@ import bottle
 from hailwhale import auth, wire
 from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
+from hailwhale_web import openapi
 from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
@@ -95,11 +96,16 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
     def health_route():
         return json_answer({"ok": True, **health(), **guard.health()})
 
+    @app.get("/openapi.json")
+    @handled
+    def openapi_document():
+        return json_answer(openapi.document("hail"))
+
     @app.get("/")
     @handled
     def index():
         return json_answer({"service": "hail", "endpoints": ["/count", "/count.gif",
-                                                             "/health"]})
+                                                             "/health", "/openapi.json"]})
 
     return app
 

@@ -21,6 +21,7 @@ from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
 from hailwhale.store import Store
+from hailwhale_web import openapi
 from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
@@ -176,6 +177,11 @@ def create_app(store: Store, settings: Settings | None = None,
         return json_answer({"ok": True, "store": "up", "layout": layout, **stale,
                             **guard.health()})
 
+    @app.get("/openapi.json")
+    @handled
+    def openapi_document():
+        return json_answer(openapi.document("whale"))
+
     @app.get("/api")
     @handled
     def index():
@@ -183,7 +189,7 @@ def create_app(store: Store, settings: Settings | None = None,
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
                           "/dimensions", "/metrics", "/pks", "/periods", "/health", "/",
-                          "/static/jquery.hailwhale.js"],
+                          "/static/jquery.hailwhale.js", "/openapi.json"],
         })
 
     @app.get("/")
