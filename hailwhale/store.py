@@ -30,7 +30,6 @@ from .wire import US as PATH_US  # how a Folded batch spells paths
 Number = int | float
 _LUA = pathlib.Path(__file__).parent / "lua"
 APPLY_LUA = (_LUA / "apply.lua").read_text()
-UNDO_LUA = (_LUA / "undo.lua").read_text()
 US = "\x1f"  # separates the items of an apply.lua operation (see the script's header)
 UNIQUES_LUA = (_LUA / "uniques.lua").read_text()
 READ_LUA = (_LUA / "read.lua").read_text()
@@ -79,7 +78,6 @@ class Store:
         self.redis = client
         self.settings = settings
         self._apply = client.register_script(APPLY_LUA)
-        self._undo = client.register_script(UNDO_LUA)
         self._uniques = client.register_script(UNIQUES_LUA)
         self._read = client.register_script(READ_LUA)
         self._admit_script = client.register_script(ADMIT_LUA)
@@ -151,7 +149,8 @@ class Store:
                         # (also any an earlier attempt applied, as this batch holds them).
                         for done, done_marker in zip(parts[:index], markers[:index],
                                                      strict=True):
-                            self._undo(keys=[done_marker], args=[done.counters])
+                            self._apply(keys=[done_marker], args=[
+                                "", "", done.counters, done.counters.count("\n"), "undo"])
                     raise
             if self._cluster:
                 self.redis.set(keys.batch_done(batch_id), record, ex=int(memory))

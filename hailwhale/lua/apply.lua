@@ -20,9 +20,14 @@
 --                                  store's first batch records its layout)
 --   S key - member US member ...    SADD
 -- ARGV[4]   how many lines ARGV[3] holds: checked before anything is applied
+-- ARGV[5]   "undo" to take back a part of a batch applied before (KEYS[1] its marker), when
+--           a later part of the same batch would overflow: its "H" lines are negated and
+--           the marker deleted in one step; the other operations (PFADD, ZADD GT, HSET of
+--           names, SADD) change nothing when they are made again, so they stay.
 -- Returns {1, ARGV[2]} when applied, {0, recorded} when the batch id was seen before, and
 -- an error starting "apply.lua: overflow" when a counter would pass a 64-bit integer: then
--- nothing of the batch is applied (the increments made before it are undone).
+-- nothing of the batch is applied (the increments made before it are undone). With "undo",
+-- 1 when the part was taken back, 0 when its marker was not there (nothing was applied).
 --
 -- Why one string: every argument costs the client time to pack and Redis time to parse, and
 -- a batch touches thousands of keys. The separators never occur inside the parts: keys are
@@ -32,7 +37,12 @@
 -- Numbers stay strings from ARGV to redis.call: Lua numbers are doubles and would round
 -- increments past 2^53.
 
-if ARGV[1] ~= "" then
+local undoing = ARGV[5] == "undo"
+if undoing then
+  if redis.call("EXISTS", KEYS[1]) == 0 then
+    return 0
+  end
+elseif ARGV[1] ~= "" then
   for i = 1, #KEYS do
     local seen = redis.call("GET", KEYS[i])
     if seen then
@@ -67,17 +77,18 @@ end
 -- the failed increment rather than logging each increment as it is made: a log costs a Lua
 -- table per counter on every batch (measured: a third more of Redis' time per batch), for a
 -- failure that almost never happens.
-local function undo(failed_line, failed_pair, failed_key, field, reason)
+-- take_back(line, pair) negates every increment before that line's pair; take_back() all.
+local function take_back(stop_line, stop_pair)
   local line = 0
   for code, key, _, items in string.gmatch(ARGV[3], LINE) do
     line = line + 1
-    if line > failed_line or code ~= "H" then
+    if (stop_line and line > stop_line) or code ~= "H" then
       break
     end
     local pair = 0
     for name, increment in string.gmatch(items, "([^\31]+)\31([^\31]+)") do
       pair = pair + 1
-      if line == failed_line and pair == failed_pair then
+      if line == stop_line and pair == stop_pair then
         break
       end
       local back = string.sub(increment, 1, 1) == "-" and string.sub(increment, 2) or
@@ -89,8 +100,18 @@ local function undo(failed_line, failed_pair, failed_key, field, reason)
       end
     end
   end
+end
+
+local function undo(failed_line, failed_pair, failed_key, field, reason)
+  take_back(failed_line, failed_pair)
   return redis.error_reply("apply.lua: overflow: " .. failed_key .. " " .. field .. ": " ..
                            reason .. "; nothing of the batch was applied")
+end
+
+if undoing then
+  take_back()
+  redis.call("DEL", KEYS[1])
+  return 1
 end
 
 local line = 0
