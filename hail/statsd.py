@@ -98,16 +98,24 @@ class Listener:
         self.tcp.close()
 
     # -- UDP -----------------------------------------------------------------------------
+    def _next(self, call: Callable):
+        """What ``call`` (a socket's recv or accept, with a timeout) gives; None when it
+        timed out, or the listener was stopped (which closes the sockets)."""
+        try:
+            return call()
+        except TimeoutError:
+            return None
+        except OSError:
+            if self._stopped.is_set():
+                return None
+            raise
+
     def _serve_udp(self) -> None:
         while not self._stopped.is_set():
-            try:
-                packets = [self.udp.recv(65535)]
-            except TimeoutError:
+            packet = self._next(lambda: self.udp.recv(65535))
+            if packet is None:
                 continue
-            except OSError:
-                if self._stopped.is_set():
-                    return
-                raise
+            packets = [packet]
             # What else the kernel holds is taken now and pushed together: under load one
             # push carries many packets, at rest each packet is pushed as it comes.
             self.udp.setblocking(False)
@@ -130,14 +138,10 @@ class Listener:
     # -- TCP -----------------------------------------------------------------------------
     def _serve_tcp(self) -> None:
         while not self._stopped.is_set():
-            try:
-                connection, _address = self.tcp.accept()
-            except TimeoutError:
+            accepted = self._next(self.tcp.accept)
+            if accepted is None:
                 continue
-            except OSError:
-                if self._stopped.is_set():
-                    return
-                raise
+            connection, _address = accepted
             if not self._connections.acquire(blocking=False):
                 connection.close()  # too many senders at once
                 continue

@@ -55,23 +55,22 @@ def parse_packet(data: bytes | str, settings: Settings, now: float,
     """The events of a packet's lines and the lines refused (each alone: the rest of the
     packet counts)."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return parse_lines(text.split("\n"), settings, now, pk)
-
-
-def parse_lines(lines: Iterable[str], settings: Settings, now: float,
-                pk: str = "") -> tuple[list[Event], list[Refused]]:
-    """As ``parse_packet``, for lines already split (a TCP stream's)."""
     events: list[Event] = []
     refused: list[Refused] = []
-    for line in lines:
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
+    for line in _lines(text.split("\n")):
         try:
             events.append(parse_line(line, settings, now, pk))
         except BadRequest as exc:
             refused.append(Refused(line[:200], str(exc)))
     return events, refused
+
+
+def _lines(lines: Iterable[str]) -> Iterable[str]:
+    """The lines that say something: a CR before the newline dropped, blank ones skipped."""
+    for line in lines:
+        line = line.rstrip("\r")
+        if line.strip():
+            yield line
 
 
 def parse_line(line: str, settings: Settings, now: float, pk: str = "") -> Event:
@@ -120,7 +119,7 @@ def parse_line(line: str, settings: Settings, now: float, pk: str = "") -> Event
 
 
 class Encoder:
-    """A listener's lines straight to wire lines (hailwhale.wire), as ``parse_lines`` and
+    """A listener's lines straight to wire lines (hailwhale.wire), as ``parse_line`` and
     ``wire.encode`` make them. StatsD clients send the same few lines over and over, so the
     encoding of each short line without a timestamp is remembered (4,096 of them at most,
     what does not depend on the time: everything but ``received`` and ``at``): measured, 14
@@ -137,10 +136,7 @@ class Encoder:
         received = repr(float(now))
         out: list[str] = []
         refused: list[Refused] = []
-        for line in lines:
-            line = line.rstrip("\r")
-            if not line.strip():
-                continue
+        for line in _lines(lines):
             if len(line) <= self.CACHED and "|T" not in line:
                 tail = self._tail(line)
                 if isinstance(tail, Refused):
