@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,39 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from processes import HAILWHALE, start, stop
 
 from hailwhale.embedded import free_port
 
 pytestmark = pytest.mark.e2e
-HAILWHALE = shutil.which("hailwhale", path=str(Path(sys.executable).parent)) or "hailwhale"
-
-
-def start(args, env=None, tmp_path=None):
-    """A ``hailwhale`` process and the lines it printed up to "listening on"."""
-    process = subprocess.Popen([HAILWHALE, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {})})
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line.strip())
-        if "listening on" in line:
-            return process, lines
-    process.kill()
-    raise AssertionError(f"hailwhale {args} did not start: {lines}")
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture
 def whale_process(redis_server, real_client):
     port = free_port()

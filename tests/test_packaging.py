@@ -5,6 +5,7 @@ node_modules itself (issue 11, part 5)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,9 +25,15 @@ VENDOR = {"jquery.min.js": ROOT / "node_modules" / "jquery" / "dist" / "jquery.m
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy: setuptools leaves build/ beside setup.py, and a build/ of an
+    # earlier run (stale files included) would go into the next wheel.
+    source = tmp_path_factory.mktemp("source") / "hailwhale"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "test-artifacts", "__pycache__",
+        ".*_cache", ".hypothesis"))
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                           "--disable-pip-version-check", "-w", str(out), str(ROOT)],
+                           "--disable-pip-version-check", "-w", str(out), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (built,) = out.glob("hailwhale-*.whl")

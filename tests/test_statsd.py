@@ -17,6 +17,7 @@ import pytest
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
+from processes import start, stop
 
 from hailwhale.buffer import Buffer
 from hailwhale.config import load_settings
@@ -115,30 +116,6 @@ def test_any_packet_parses_into_events_and_refusals_never_an_error(data):
 
 
 # -- real clients, real processes ------------------------------------------------------------
-def _start(args: list[str], env: dict, ready: str) -> subprocess.Popen:
-    process = subprocess.Popen([str(BIN / args[0]), *args[1:]], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
-    seen = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line.strip())
-        if ready in line:
-            return process
-    process.kill()
-    raise AssertionError(f"{args} did not start: {seen}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture
 def deployment(redis_server, real_client):
     """A real Whale, a real Hail with StatsD on a free port, and a way to drain it."""
@@ -147,9 +124,9 @@ def deployment(redis_server, real_client):
     env = {"WHALE_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
            "HAIL_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/1",
            "WHALE_URL": f"http://127.0.0.1:{whale_port}", "HAILWHALE_STATSD_PK": "apps"}
-    whale = _start(["hailwhale", "whale", "--port", str(whale_port)], env, "listening on")
-    hail = _start(["hailwhale", "hail", "--port", str(hail_port), "--statsd-port",
-                   str(statsd_port)], env, "hail listening on")
+    whale, _ = start(["whale", "--port", str(whale_port)], env)
+    hail, _ = start(["hail", "--port", str(hail_port), "--statsd-port", str(statsd_port)], env,
+                    ready="hail listening on")
     buffer = Buffer.from_url(env["HAIL_REDIS_URL"])
 
     def drained(lines: int) -> dict:
@@ -171,8 +148,8 @@ def deployment(redis_server, real_client):
         return answer.json()["totals"][0]["totals"]
 
     yield statsd_port, drained, totals
-    _stop(hail)
-    _stop(whale)
+    stop(hail)
+    stop(whale)
 
 
 def test_the_statsd_package_over_udp_and_tcp(deployment):
@@ -280,6 +257,6 @@ def test_the_statsd_daemons_repeater_forwards_into_hail(deployment, tmp_path):
                 time.sleep(0.01)
         counts = drained(600)
     finally:
-        _stop(daemon)
+        stop(daemon)
     assert counts["refused"] == 0
     assert totals(["repeated"], "signups,visitors") == {"signups": 300, "visitors": 30}
