@@ -18,13 +18,17 @@ from datetime import tzinfo
 from functools import lru_cache
 
 from .dimensions import Path, expand, parent_links
-from .event import Event
+from .event import GAUGE_SET, Event
 from .numbers import NANO, to_nanos
 from .periods import Period
+from .sketch import Sketch
 from .wire import US
 
+# The kinds of metric (a pk's registry, keys.metrics, names each of its metrics' kind).
 SUM = "sum"
 UNIQUE = "unique"
+GAUGE = "gauge"
+TIMING = "timing"
 
 # (pk, dimension path, index of the period in Batch.periods, bucket ordinal). An int stands
 # for the period because cells are hashed millions of times and a Period hashes in Python.
@@ -63,12 +67,55 @@ class _Group:
     nanos: dict[str, int]
     uids: dict[str, set[str]]
     last: float
+    sketches: dict[str, Sketch] = field(default_factory=dict)
+
+
+@dataclass
+class Gauge:
+    """What a batch does to one gauge of one series: for each (period index, ordinal) it
+    changed, the gauge's value after its last change there, and the value it is left at.
+    Each value is ``(when, absolute, value)``: absolute when the batch set the gauge at or
+    before that change, else ``value`` is relative to the gauge's value before the batch
+    (the sum of the deltas since), which only the store knows."""
+
+    buckets: dict[tuple[int, int], tuple[float, bool, float]]
+    final: tuple[float, bool, float]
+
+
+# (pk, dimension path, metric) of one gauge series.
+GaugeKey = tuple[str, Path, str]
+
+
+def fold_gauges(rows: Iterable[tuple[float, int, str, tuple[Path, ...], tuple]],
+                buckets) -> dict[GaugeKey, Gauge]:
+    """The gauges of ``rows``, ``(at, index, pk, branches, gauges)`` of each event that has
+    any (``gauges`` as Event.gauges), applied in order of ``(at, index)`` into every path the
+    event is counted into; ``buckets(at)`` gives the (period index, ordinal) pairs of a
+    time. Pure Python: gauges are reported by few series (a host's CPU every ten seconds),
+    not by every event."""
+    found: dict[GaugeKey, Gauge] = {}
+    for at, _, pk, branches, gauges in sorted(rows, key=lambda row: (row[0], row[1])):
+        live = buckets(at)
+        for path in _expansion(branches)[0]:
+            for name, op, value in gauges:
+                gauge = found.get((pk, path, name))
+                if gauge is None:
+                    gauge = found[(pk, path, name)] = Gauge({}, (at, False, 0.0))
+                _, absolute, level = gauge.final
+                if op == GAUGE_SET:
+                    absolute, level = True, value
+                else:
+                    level += value
+                gauge.final = (at, absolute, level)
+                for bucket in live:
+                    gauge.buckets[bucket] = gauge.final
+    return found
 
 
 @dataclass
 class Batch:
-    """What a batch of events adds to the store: per cell, each summed metric's nanos and
-    each unique metric's uids."""
+    """What a batch of events adds to the store: per cell, each summed metric's nanos, each
+    unique metric's uids and each timing's sketch; per gauge series, its changes."""
 
     periods: tuple[Period, ...] = ()
     counters: dict[CellKey, dict[str, int]] = field(default_factory=dict)
@@ -77,6 +124,8 @@ class Batch:
     # (pk, parent) -> child -> last seen
     metric_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     events: int = 0
+    sketches: dict[CellKey, dict[str, Sketch]] = field(default_factory=dict)
+    gauges: dict[GaugeKey, Gauge] = field(default_factory=dict)
 
 
 def path_of(spelled: str) -> Path:
@@ -100,6 +149,10 @@ class Folded:
     children: dict[tuple[str, Path], dict[str, float]]
     metric_kinds: dict[str, dict[str, str]]
     events: int
+    # Timings and gauges, already as dictionaries (as in Batch): a row per bin or change,
+    # far fewer than the rows of sums.
+    sketches: dict[CellKey, dict[str, Sketch]] = field(default_factory=dict)
+    gauges: dict[GaugeKey, Gauge] = field(default_factory=dict)
 
     def batch(self) -> Batch:
         """The same batch as dictionaries."""
@@ -111,7 +164,7 @@ class Folded:
         for pk, path, period, ordinal, name, uids in self.members.iter_rows():
             uniques.setdefault((pk, path_of(path), period, ordinal), {})[name] = set(uids)
         return Batch(self.periods, counters, uniques, self.children, self.metric_kinds,
-                     self.events)
+                     self.events, self.sketches, self.gauges)
 
 
 class Folder:
@@ -124,6 +177,7 @@ class Folder:
         self.groups: dict[tuple[str, tuple[Path, ...], Buckets], _Group] = {}
         self.events = 0
         self._buckets: dict[float, Buckets] = {}
+        self._gauges: list[tuple[float, int, str, tuple[Path, ...], tuple]] = []
 
     def buckets(self, at: float) -> Buckets:
         """The buckets of ``at`` in every period that still keeps it (cached per time:
@@ -152,12 +206,22 @@ class Folder:
                 group.uids[name] = {event.uid}
             else:
                 uids.add(event.uid)
+        for name, samples in event.timings:
+            sketch = Sketch.of(samples, sum(map(to_nanos, samples)))
+            if name in group.sketches:
+                group.sketches[name].merge(sketch)
+            else:
+                group.sketches[name] = sketch
+        if event.gauges:
+            self._gauges.append((event.at, self.events, event.pk, event.branches,
+                                 event.gauges))
         self.events += 1
 
     def batch(self) -> Batch:
         """Every group rolled up into counters, HyperLogLog members and children."""
         counters: dict[CellKey, dict[str, int]] = {}
         uniques: dict[CellKey, dict[str, set[str]]] = {}
+        sketches: dict[CellKey, dict[str, Sketch]] = {}
         for index in range(len(self.periods)):
             # Within one period, groups that differ only in another period's bucket fold
             # together; each is then rolled up from its branch's end to the root.
@@ -190,8 +254,10 @@ class Folder:
                     counters[(pk, path, index, ordinal)] = group.nanos
                     if group.uids:
                         uniques[(pk, path, index, ordinal)] = group.uids
+                    if group.sketches:
+                        sketches[(pk, path, index, ordinal)] = group.sketches
         return Batch(self.periods, counters, uniques, self._children(), self._kinds(),
-                     self.events)
+                     self.events, sketches, fold_gauges(self._gauges, self.buckets))
 
     def _children(self) -> dict[tuple[str, Path], dict[str, float]]:
         """(pk, parent) -> child -> when last seen, for every branch of the batch."""
@@ -216,6 +282,12 @@ class Folder:
                 found[name] = SUM
             for name in group.uids:
                 found[name] = UNIQUE
+            for name in group.sketches:
+                found[name] = TIMING
+        for _, _, pk, _, gauges in self._gauges:
+            found = kinds.setdefault(pk, {})
+            for name, _, _ in gauges:
+                found[name] = GAUGE
         return kinds
 
 
@@ -244,7 +316,7 @@ class _Level:
             self._copied.add(key)
             found = self.groups[key] = _Group(
                 found.nanos.copy(), {name: set(uids) for name, uids in found.uids.items()},
-                found.last)
+                found.last, {name: Sketch().merge(s) for name, s in found.sketches.items()})
         nanos = found.nanos
         for name, amount in group.nanos.items():
             nanos[name] = nanos.get(name, 0) + amount
@@ -253,6 +325,11 @@ class _Level:
                 found.uids[name] |= uids
             else:
                 found.uids[name] = set(uids)
+        for name, sketch in group.sketches.items():
+            if name in found.sketches:
+                found.sketches[name].merge(sketch)
+            else:
+                found.sketches[name] = Sketch().merge(sketch)
 
 
 def aggregate(events: Iterable[Event], periods: Iterable[Period], tz: tzinfo, now: float) -> Batch:

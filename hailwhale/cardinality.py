@@ -9,8 +9,9 @@ its children plus ``__other__``, exactly, and a million made-up names cost one s
 
 from __future__ import annotations
 
-from .aggregate import Batch, CellKey
+from .aggregate import Batch, CellKey, Gauge, GaugeKey
 from .dimensions import Path
+from .sketch import Sketch
 
 OTHER = "__other__"
 
@@ -46,6 +47,30 @@ def fold(batch: Batch, refused: Refused) -> Batch:
         merged_uids = uniques.setdefault((pk, target, index, ordinal), {})
         for metric, uids in members.items():
             merged_uids.setdefault(metric, set()).update(uids)
+    sketches: dict[CellKey, dict[str, Sketch]] = {}
+    for (pk, path, index, ordinal), found in batch.sketches.items():
+        target = _fold_path(pk, path, refused)
+        if target is None:
+            continue
+        merged_sketches = sketches.setdefault((pk, target, index, ordinal), {})
+        for metric, sketch in found.items():
+            merged_sketches.setdefault(metric, Sketch()).merge(sketch)
+    gauges: dict[GaugeKey, Gauge] = {}
+    for (pk, path, metric), gauge in batch.gauges.items():
+        target = _fold_path(pk, path, refused)
+        if target is None:
+            continue
+        # Several folded children's gauges in one: each bucket (and the end) takes the
+        # change made last, by its time.
+        into = gauges.get((pk, target, metric))
+        if into is None:
+            gauges[(pk, target, metric)] = Gauge(dict(gauge.buckets), gauge.final)
+            continue
+        for bucket, change in gauge.buckets.items():
+            if bucket not in into.buckets or into.buckets[bucket][0] <= change[0]:
+                into.buckets[bucket] = change
+        if into.final[0] <= gauge.final[0]:
+            into.final = gauge.final
     children: dict[tuple[str, Path], dict[str, float]] = {}
     for (pk, parent), seen in batch.children.items():
         if _fold_path(pk, parent, refused) != parent:
@@ -56,4 +81,5 @@ def fold(batch: Batch, refused: Refused) -> Batch:
         if folded:
             kept[OTHER] = max(max(folded), kept.get(OTHER, folded[0]))
         children[(pk, parent)] = kept
-    return Batch(batch.periods, counters, uniques, children, batch.metric_kinds, batch.events)
+    return Batch(batch.periods, counters, uniques, children, batch.metric_kinds, batch.events,
+                 sketches, gauges)

@@ -24,14 +24,15 @@ from datetime import tzinfo
 
 import polars as pl
 
-from .aggregate import SUM, UNIQUE, Folded, _expansion, path_of
+from .aggregate import GAUGE, SUM, TIMING, UNIQUE, Folded, _expansion, fold_gauges, path_of
 from .config import Settings
 from .errors import BadRequest
-from .event import _MAX_METRIC_NAME, Event, parse_event
+from .event import _MAX_METRIC_NAME, GAUGE_SET, MAX_SAMPLES, Event, parse_event
 from .formulas import NAME
 from .numbers import MAX_VALUE, NANO, split, to_nanos
 from .periods import Period
-from .wire import FIELDS, RS, US, VERSION
+from .sketch import Sketch, bin_field
+from .wire import FIELDS, FIELDS_KINDS, RS, US, VERSION, VERSION_KINDS
 
 _CONTROL = r"[\x00-\x1f\x7f]"
 _METRIC = f"^(?:{NAME})$"
@@ -40,7 +41,14 @@ _METRIC = f"^(?:{NAME})$"
 SCHEMA = {"index": pl.UInt32, "pk": pl.String, "at": pl.Float64, "uid": pl.String,
           "branches": pl.List(pl.List(pl.String)), "names": pl.List(pl.String),
           "wholes": pl.List(pl.Int64), "fractions": pl.List(pl.Int64),
-          "uniques": pl.List(pl.String)}
+          "uniques": pl.List(pl.String),
+          # Gauges and timings as the wire spells them (hailwhale.wire): "name=value",
+          # "name+delta"; "name=sample,sample".
+          "gauges": pl.List(pl.String), "timings": pl.List(pl.String)}
+# A number as Python's repr spells a float (what Hail writes), or as an int.
+_NUMBER = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_GAUGE_ITEM = f"^(?:{NAME})[=+]{_NUMBER}$"
+_TIMING_ITEM = f"^(?:{NAME})={_NUMBER}(?:,{_NUMBER})*$"
 
 
 def frame(events: Sequence[Event], indexes: Sequence[int] | None = None) -> pl.DataFrame:
@@ -55,7 +63,10 @@ def frame(events: Sequence[Event], indexes: Sequence[int] | None = None) -> pl.D
         "names": [list(e.metrics) for e in events],
         "wholes": [[w for w, _ in p] for p in parts],
         "fractions": [[f for _, f in p] for p in parts],
-        "uniques": [list(e.uniques) for e in events]}, schema=SCHEMA)
+        "uniques": [list(e.uniques) for e in events],
+        "gauges": [[f"{name}{op}{value!r}" for name, op, value in e.gauges] for e in events],
+        "timings": [[f"{name}={','.join(map(repr, samples))}" for name, samples in e.timings]
+                    for e in events]}, schema=SCHEMA)
 
 
 def check(items: Sequence[str], settings: Settings, now: float) -> tuple[pl.DataFrame, list[dict]]:
@@ -94,7 +105,7 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
     parts = pl.col("line").str.split("\t")
     table = lines.with_columns(parts.alias("parts")).with_columns(
         [pl.col("parts").list.get(i, null_on_oob=True).alias(name)
-         for i, name in enumerate(FIELDS)])
+         for i, name in enumerate(FIELDS_KINDS)])
     name_ok = (pl.element().str.len_chars().is_between(1, settings.max_name_length)
                & ~pl.element().str.contains(_CONTROL)
                & (pl.element().str.strip_chars().str.len_chars() > 0))
@@ -110,6 +121,7 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
         fractions=pl.col("fractions").str.split(US),
         uniques=pl.when(pl.col("uniques") == "").then(pl.lit([], pl.List(pl.String)))
         .otherwise(pl.col("uniques").str.split(US)),
+        gauges=_items("gauges"), timings=_items("timings"),
     ).with_columns(
         branches=pl.col("branches").list.eval(pl.element().str.split(US)),
         wholes=pl.col("wholes").list.eval(pl.element().cast(pl.Int64, strict=False)),
@@ -118,8 +130,12 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
     longest = max(p.retention + p.interval for p in settings.periods)
     # Every rule, each with the reason given for a line it refuses (the first that fails).
     rules = [
-        (pl.col("parts").list.len() == len(FIELDS), f"not a wire line of {len(FIELDS)} fields"),
-        (pl.col("version") == VERSION, f"not wire form {VERSION}"),
+        (pl.col("parts").list.len().is_in([len(FIELDS), len(FIELDS_KINDS)]),
+         f"not a wire line of {len(FIELDS)} or {len(FIELDS_KINDS)} fields"),
+        (((pl.col("version") == VERSION) & (pl.col("parts").list.len() == len(FIELDS)))
+         | ((pl.col("version") == VERSION_KINDS)
+            & (pl.col("parts").list.len() == len(FIELDS_KINDS))),
+         f"not wire form {VERSION} or {VERSION_KINDS}"),
         (pl.col("received").is_not_null() & pl.col("at").is_not_null()
          & pl.col("at").is_finite(), "received and at are numbers"),
         ((pl.col("pk").str.len_chars() <= settings.max_name_length)
@@ -146,6 +162,26 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
          f"metrics: a value is not a number of at most {MAX_VALUE:.0e}"),
         ((pl.col("uniques").list.len() == 0) | (pl.col("uid") != ""),
          "uid: a unique metric needs a uid"),
+        (pl.col("gauges").list.eval(pl.element().str.contains(_GAUGE_ITEM)).list.all()
+         & pl.col("gauges").list.eval(_value(pl.element().str.extract(
+             f"[=+]({_NUMBER})$", 1))).list.all(),
+         f"metrics: a gauge is not name=number or name+number of at most {MAX_VALUE:.0e}"),
+        (pl.col("timings").list.eval(pl.element().str.contains(_TIMING_ITEM)).list.all()
+         & pl.col("timings").list.eval(
+             pl.element().str.extract("=(.*)$", 1).str.split(",")
+             .list.eval(_value(pl.element())).list.all()).list.all()
+         & (pl.col("timings").list.eval(pl.element().str.count_matches(",") + 1).list.sum()
+            <= MAX_SAMPLES),
+         f"metrics: a timing is not name=number,... of at most {MAX_SAMPLES} numbers of at "
+         f"most {MAX_VALUE:.0e}"),
+        (pl.concat_list([pl.col("names"), pl.col("uniques"), _names("gauges"),
+                         _names("timings")]).list.n_unique()
+         == pl.col("names").list.len() + pl.col("uniques").list.len()
+         + pl.col("gauges").list.len() + pl.col("timings").list.len(),
+         "metrics: a name is given twice"),
+        (pl.concat_list([_names("gauges"), _names("timings")]).list.eval(
+            (pl.element().str.len_chars() <= _MAX_METRIC_NAME) & (pl.element() != "hits"))
+         .list.all(), "metrics: a gauge or timing name is too long, or hits"),
         (pl.col("at") <= now + settings.future_skew,
          f"at: more than {settings.future_skew}s in the future"),
         (pl.col("at") > now - longest, "at: older than every period's retention"),
@@ -171,15 +207,41 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
     return accepted.cast(SCHEMA), rejected
 
 
+def _items(column: str) -> pl.Expr:
+    """A gauges or timings field as its list of items (absent in version 2: none)."""
+    return (pl.when(pl.col(column).is_null() | (pl.col(column) == ""))
+            .then(pl.lit([], pl.List(pl.String))).otherwise(pl.col(column).str.split(US)))
+
+
+def _value(text: pl.Expr) -> pl.Expr:
+    """Whether ``text`` spells a finite number of at most MAX_VALUE."""
+    number = text.cast(pl.Float64, strict=False)
+    return number.is_not_null() & number.is_finite() & (number.abs() <= MAX_VALUE)
+
+
+def _names(column: str) -> pl.Expr:
+    """The metric names of a gauges or timings column's items."""
+    return pl.col(column).list.eval(pl.element().str.extract(f"^({NAME})", 1))
+
+
+def _kinds_of(events: pl.DataFrame) -> list[tuple[str, str, str]]:
+    """(pk, metric name, kind) of every metric the events count, each once."""
+    found = []
+    for column, kind in (("names", SUM), ("uniques", UNIQUE), ("gauges", GAUGE),
+                         ("timings", TIMING)):
+        named = events.select("pk", _names(column) if kind in (GAUGE, TIMING)
+                              else pl.col(column))
+        found += [(pk, name, kind) for pk, name in named.explode(column).drop_nulls()
+                  .unique(maintain_order=True).iter_rows()]
+    return found
+
+
 def metric_names(events: pl.DataFrame) -> dict[str, dict[str, str]]:
-    """pk -> metric name -> SUM or UNIQUE, of every metric the events count (for the
-    metric-name guard, Store.admit_metrics)."""
+    """pk -> metric name -> its kind (SUM, UNIQUE, GAUGE, TIMING), of every metric the
+    events count (for the metric-name guard, Store.admit_metrics)."""
     names: dict[str, dict[str, str]] = {}
-    for column, kind in (("names", SUM), ("uniques", UNIQUE)):
-        for pk, name in events.select("pk", column).explode(column).drop_nulls() \
-                .unique(maintain_order=True) \
-                .iter_rows():
-            names.setdefault(pk, {}).setdefault(name, kind)
+    for pk, name, kind in _kinds_of(events):
+        names.setdefault(pk, {}).setdefault(name, kind)
     return names
 
 
@@ -188,16 +250,17 @@ def without(events: pl.DataFrame, refused: dict[str, set[str]]
     """``events`` without those naming a metric their pk has no room for (``refused``: pk ->
     names): ``(the rest, [(index, pk, the first such name)])``."""
     over = pl.lit(False)
+    every = pl.concat_list([pl.col("names"), pl.col("uniques"), _names("gauges"),
+                            _names("timings")])
     for pk, names in refused.items():
         listed = pl.lit(sorted(names), pl.List(pl.String))
-        over = over | ((pl.col("pk") == pk)
-                       & (pl.col("names").list.set_intersection(listed).list.len()
-                          + pl.col("uniques").list.set_intersection(listed).list.len() > 0))
-    marked = events.with_columns(over=over)
-    capped = [(index, pk, next(n for n in (*names, *uniques) if n in refused[pk]))
-              for index, pk, names, uniques in marked.filter(pl.col("over"))
-              .select("index", "pk", "names", "uniques").iter_rows()]
-    return marked.filter(~pl.col("over")).drop("over"), capped
+        over = over | ((pl.col("pk") == pk) & (every.list.set_intersection(listed).list.len()
+                                               > 0))
+    marked = events.with_columns(over=over, every=every)
+    capped = [(index, pk, next(n for n in named if n in refused[pk]))
+              for index, pk, named in marked.filter(pl.col("over"))
+              .select("index", "pk", "every").iter_rows()]
+    return marked.filter(~pl.col("over")).drop("over", "every"), capped
 
 
 _KEY = ["pk", "dims", "period", "ordinal"]
@@ -255,8 +318,8 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
     """Every event of ``events`` (columns as SCHEMA) folded into one batch."""
     periods = tuple(periods)
     table = events.select(
-        "pk", "at", "uid", "names", "wholes", "fractions", "uniques",
-        dims=pl.col("branches").list.eval(pl.element().list.join(US)).list.join(RS))
+        "index", "pk", "at", "uid", "names", "wholes", "fractions", "uniques", "gauges",
+        "timings", dims=pl.col("branches").list.eval(pl.element().list.join(US)).list.join(RS))
     buckets = _buckets(table["at"].unique().to_list(), periods, tz, now)
     paths, links = _prefixes(table["dims"])
 
@@ -285,8 +348,74 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
         children.setdefault((pk, path_of(parent)), {})[child] = at
 
     kinds: dict[str, dict[str, str]] = {}
-    for column, kind in (("names", SUM), ("uniques", UNIQUE)):
-        for pk, name in table.select("pk", column).explode(column).drop_nulls().unique() \
-                .iter_rows():
-            kinds.setdefault(pk, {})[name] = kind
-    return Folded(periods, sums, members, children, kinds, table.height)
+    for pk, name, kind in _kinds_of(table):
+        kinds.setdefault(pk, {})[name] = kind
+    return Folded(periods, sums, members, children, kinds, table.height,
+                  _sketches(table, buckets, paths),
+                  _gauges(table, periods, tz, now))
+
+
+def _sketches(table: pl.DataFrame, buckets: pl.DataFrame, paths: pl.DataFrame) -> dict:
+    """The timings of ``table`` as sketches per cell (hailwhale.sketch): samples binned
+    and summed by what they are counted into, then by every prefix, as the sums are. The
+    bin, value and exact billionths of each distinct sample are worked out once, in Python."""
+    timed = table.filter(pl.col("timings").list.len() > 0)
+    if not timed.height:
+        return {}
+    samples = (timed.select("pk", "dims", "at", "timings").explode("timings")
+               .select("pk", "dims", "at", name=pl.col("timings").str.extract("^([^=]*)=", 1),
+                       sample=pl.col("timings").str.extract("=(.*)$", 1).str.split(","))
+               .explode("sample"))
+    distinct = samples["sample"].unique().to_list()
+    values = [float(text) for text in distinct]
+    nanos = [split(to_nanos(value)) for value in values]
+    known = pl.DataFrame({"sample": distinct, "value": values,
+                          "bin": [bin_field(value) for value in values],
+                          "whole": [whole for whole, _ in nanos],
+                          "fraction": [fraction for _, fraction in nanos]},
+                         schema={"sample": pl.String, "value": pl.Float64, "bin": pl.String,
+                                 "whole": pl.Int64, "fraction": pl.Int64})
+    binned = samples.join(known, on="sample").join(buckets, on="at")
+    cell = ["pk", "path", "period", "ordinal", "name"]
+    counts = (binned.group_by([*_KEY, "name", "bin"]).agg(count=pl.len())
+              .join(paths, on="dims").group_by([*cell, "bin"]).agg(pl.col("count").sum()))
+    totals = (binned.group_by([*_KEY, "name"])
+              .agg(pl.col("whole").sum(), pl.col("fraction").sum(), low=pl.col("value").min(),
+                   high=pl.col("value").max())
+              .join(paths, on="dims").group_by(cell)
+              .agg(pl.col("whole").sum(), pl.col("fraction").sum(), pl.col("low").min(),
+                   pl.col("high").max()))
+    sketches: dict = {}
+    for pk, path, period, ordinal, name, whole, fraction, low, high in totals.iter_rows():
+        sketches.setdefault((pk, path_of(path), period, ordinal), {})[name] = Sketch(
+            {}, whole * NANO + fraction, low, high)
+    for pk, path, period, ordinal, name, bin_, count in counts.iter_rows():
+        sketches[(pk, path_of(path), period, ordinal)][name].bins[bin_] = count
+    return sketches
+
+
+def _gauges(table: pl.DataFrame, periods: tuple[Period, ...], tz: tzinfo, now: float) -> dict:
+    """The gauges of ``table`` (hailwhale.aggregate.fold_gauges, in Python: few events
+    carry gauges, and their order matters)."""
+    gauged = table.filter(pl.col("gauges").list.len() > 0)
+    if not gauged.height:
+        return {}
+    rows = []
+    for index, pk, at, dims, items in gauged.select("index", "pk", "at", "dims",
+                                                    "gauges").iter_rows():
+        branches = tuple(tuple(b.split(US)) for b in dims.split(RS)) if dims else ()
+        changes = []
+        for item in items:
+            at_op = next(i for i, c in enumerate(item) if c in "=+")
+            changes.append((item[:at_op], GAUGE_SET if item[at_op] == "=" else "+",
+                            float(item[at_op + 1:])))
+        rows.append((at, index, pk, branches, tuple(changes)))
+    cache: dict[float, tuple] = {}
+
+    def buckets(at: float) -> tuple:
+        if at not in cache:
+            cache[at] = tuple((i, p.ordinal(at, tz)) for i, p in enumerate(periods)
+                              if p.keeps(at, now, tz))
+        return cache[at]
+
+    return fold_gauges(rows, buckets)

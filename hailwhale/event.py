@@ -45,6 +45,10 @@ class Event:
     pk: str = ""
     at: float = 0.0
     raw: Mapping = field(default_factory=dict, compare=False, repr=False)
+    # (name, GAUGE_SET or GAUGE_DELTA, value) of each gauge the event sets or moves.
+    gauges: tuple[tuple[str, str, float], ...] = ()
+    # (name, samples) of each timing (distribution) the event adds samples to.
+    timings: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
 
 def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
@@ -62,10 +66,11 @@ def parse_event(raw: Mapping, settings: Settings, now: float) -> Event:
     metrics_value = _one_of(raw, "metrics")
     pk = _pk(_one_of(raw, "pk"), settings)
     branches = parse_dimensions(dims, settings)
-    metrics, uniques = parse_metrics(metrics_value, settings)
-    uid = _uid(raw.get("uid"), branches, uniques, settings)
+    metrics = parse_metrics(metrics_value, settings)
+    uid = _uid(raw.get("uid"), branches, metrics.uniques, settings)
     at = parse_at(raw.get("at"), settings, now)
-    return Event(branches, metrics, uniques, uid, pk, at, raw)
+    return Event(branches, metrics.sums, metrics.uniques, uid, pk, at, raw, metrics.gauges,
+                 metrics.timings)
 
 
 def event_of(branches: Sequence[Sequence[str]], metrics: Mapping, settings: Settings,
@@ -79,10 +84,11 @@ def event_of(branches: Sequence[Sequence[str]], metrics: Mapping, settings: Sett
     for branch in where:
         _collect(branch, (), paths, "dimensions", settings)
     checked = _within_limits(paths, where, "dimensions", settings) if paths else ()
-    sums, uniques = parse_metrics(dict(metrics), settings)
+    parsed = parse_metrics(dict(metrics), settings)
     raw = {"dimensions": where, "metrics": dict(metrics), "pk": pk}
-    return Event(checked, sums, uniques, _uid(uid, checked, uniques, settings),
-                 _pk(pk, settings), parse_at(at, settings, now), raw)
+    return Event(checked, parsed.sums, parsed.uniques,
+                 _uid(uid, checked, parsed.uniques, settings), _pk(pk, settings),
+                 parse_at(at, settings, now), raw, parsed.gauges, parsed.timings)
 
 
 def parse_events(raws: list, settings: Settings, now: float) -> list[Event]:
@@ -202,9 +208,21 @@ def _collect(value, prefix: Path, out: list[Path], param: str, settings: _Limits
         out.append(prefix + (_name(value, param, settings),))
 
 
-def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tuple[str, ...]]:
-    """``(summed metrics, unique metrics)`` of a ``metrics`` value; ``hits: 1`` is added
-    unless the event sets ``hits`` itself."""
+@dataclass(frozen=True)
+class Metrics:
+    """An event's metrics by kind (see ``parse_metrics``)."""
+
+    sums: dict[str, int | float]
+    uniques: tuple[str, ...] = ()
+    gauges: tuple[tuple[str, str, float], ...] = ()
+    timings: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+
+def parse_metrics(value, settings: Settings) -> Metrics:
+    """An event's ``metrics`` value by kind: a number is summed, ``"is_unique"`` counts the
+    uid, ``{"gauge": n}`` sets a gauge, ``{"delta": n}`` moves it, ``{"timing": n}`` or
+    ``{"timing": [n, ...]}`` adds samples to a distribution; ``hits: 1`` is added unless
+    the event sets ``hits`` itself."""
     value = _maybe_json(value, "metrics")
     if value is None or value == "":
         value = {}
@@ -214,27 +232,65 @@ def parse_metrics(value, settings: Settings) -> tuple[dict[str, int | float], tu
         raise BadRequest("metrics", value, f"more than {settings.max_metrics} metrics")
     sums: dict[str, int | float] = {}
     uniques: list[str] = []
+    gauges: list[tuple[str, str, float]] = []
+    timings: list[tuple[str, tuple[float, ...]]] = []
+    samples = 0
     for name, number in value.items():
         if not isinstance(name, str):
             raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
                              "not starting with a digit")
         _check_metric_name(name)
+        param = f"metrics.{name}"
+        if name == "hits" and (number == UNIQUE or isinstance(number, dict)):
+            what = "unique metric" if number == UNIQUE else "metric"
+            raise BadRequest(param, number, f"hits counts every event; give the {what} "
+                             "another name, such as visitors")
         if number == UNIQUE:
-            if name == "hits":
-                raise BadRequest(f"metrics.{name}", number, "hits counts every event; give "
-                                 "the unique metric another name, such as visitors")
             uniques.append(name)
             continue
-        param = f"metrics.{name}"
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise BadRequest(param, number, f'a metric is a number or "{UNIQUE}"')
-        if isinstance(number, float) and not math.isfinite(number):
-            raise BadRequest(param, number, "a metric must be a finite number")
-        if abs(number) > MAX_VALUE:
-            raise BadRequest(param, number, f"a metric is at most {MAX_VALUE:.0e} in size")
-        sums[name] = number
+        if isinstance(number, dict):
+            kind, given = _kind_of(number, param)
+            if kind == TIMING:
+                spelled = given if isinstance(given, list) else [given]
+                if not spelled:
+                    raise BadRequest(param, number, "a timing needs at least one sample")
+                samples += len(spelled)
+                if samples > MAX_SAMPLES:
+                    raise BadRequest(param, number, f"more than {MAX_SAMPLES} timing samples "
+                                     "in one event")
+                timings.append((name, tuple(float(_number(v, param)) for v in spelled)))
+            else:
+                gauges.append((name, GAUGE_SET if kind == GAUGE else GAUGE_DELTA,
+                               float(_number(given, param))))
+            continue
+        sums[name] = _number(number, param)
     sums.setdefault("hits", 1)
-    return sums, tuple(uniques)
+    return Metrics(sums, tuple(uniques), tuple(gauges), tuple(timings))
+
+
+# The kinds of metric an event's ``metrics`` object can spell as {"<kind>": value}.
+GAUGE, DELTA, TIMING = "gauge", "delta", "timing"
+GAUGE_SET, GAUGE_DELTA = "=", "+"  # how a gauge is changed: set, or moved by a delta
+# Timing samples one event may carry, over all its timings.
+MAX_SAMPLES = 1000
+
+
+def _kind_of(value: dict, param: str) -> tuple[str, object]:
+    if len(value) != 1 or next(iter(value)) not in (GAUGE, DELTA, TIMING):
+        raise BadRequest(param, value, 'a metric object is {"gauge": n} (set a gauge), '
+                         '{"delta": n} (move it) or {"timing": n or [n, ...]} (a '
+                         'distribution\'s samples)')
+    return next(iter(value.items()))
+
+
+def _number(number, param: str) -> int | float:
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise BadRequest(param, number, f'a metric is a number or "{UNIQUE}"')
+    if isinstance(number, float) and not math.isfinite(number):
+        raise BadRequest(param, number, "a metric must be a finite number")
+    if abs(number) > MAX_VALUE:
+        raise BadRequest(param, number, f"a metric is at most {MAX_VALUE:.0e} in size")
+    return number
 
 
 @lru_cache(maxsize=4096)
