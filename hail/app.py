@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import bottle
 
-from hailwhale import auth, wire
+from hailwhale import auth, telemetry, wire
 from hailwhale.config import Settings
 from hailwhale.event import Event, parse_events
-from hailwhale_web import openapi
+from hailwhale_web import openapi, prometheus
 from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
@@ -53,21 +53,24 @@ def stamp(raw: dict, event: Event, received: float) -> dict:
 
 
 def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
-               clock: Callable[[], float] = time.time, encode: Encoder = stamp) -> bottle.Bottle:
+               clock: Callable[[], float] = time.time, encode: Encoder = stamp,
+               facts: Sequence = ()) -> bottle.Bottle:
     """The Hail WSGI app: events go to ``sink``, each as ``encode`` makes it (which raises
     StoreUnavailable when it cannot take them); ``health`` reports the sink's state for
-    ``/health``."""
-    app = App()
+    ``/health``; ``facts`` are collectors ``GET /prometheus`` reads (hailwhale.telemetry)."""
+    app = App("hail")
     install_common(app)
     guard = Guard(settings)
     if guard.open:
         log.warning("hail: %s", OPEN_WARNING)
+    telemetry.serving("hail")
 
     def accept(grant: auth.Grant, raws: list) -> int:
         now = clock()
         events = parse_events(raws, settings, now)
         require_write(grant, events)
         sink([encode(raw, event, now) for raw, event in zip(raws, events, strict=True)])
+        telemetry.accepted("hail", len(events))
         return len(events)
 
     def accept_query() -> int:
@@ -101,11 +104,16 @@ def create_app(sink: Sink, settings: Settings, health: Callable[[], dict],
     def openapi_document():
         return json_answer(openapi.document("hail"))
 
+    @app.get("/prometheus")
+    @handled
+    def prometheus_metrics():
+        return prometheus.scrape(guard.grant(query_params()), facts)
+
     @app.get("/")
     @handled
     def index():
-        return json_answer({"service": "hail", "endpoints": ["/count", "/count.gif",
-                                                             "/health", "/openapi.json"]})
+        return json_answer({"service": "hail", "endpoints": ["/count", "/count.gif", "/health",
+                                                             "/openapi.json", "/prometheus"]})
 
     return app
 
@@ -128,4 +136,5 @@ def from_settings(settings: Settings) -> bottle.Bottle:
         return state
 
     return create_app(buffer.push, settings, health,
-                      encode=lambda raw, event, received: wire.encode(event, received))
+                      encode=lambda raw, event, received: wire.encode(event, received),
+                      facts=[telemetry.BufferFacts(buffer)])

@@ -43,8 +43,7 @@ class Slots:
     def __init__(self, count: int, key: str, directory: str | None = None):
         self.count = count
         self.key = key
-        self.directory = Path(directory or tempfile.gettempdir()) / f"hailwhale-{os.getuid()}"
-        _private(self.directory)
+        self.directory = private_directory(directory)
         _forget_gone(self.directory)
 
     def acquire(self) -> int:
@@ -66,6 +65,15 @@ class Slots:
         os.close(fd)  # closing the only descriptor of that open releases its lock
 
 
+def private_directory(parent: str | None = None) -> Path:
+    """``hailwhale-<uid>`` in ``parent`` (the temp directory by default), where a node's
+    processes share files (these slots, telemetry's metric files): made with mode 0700, or
+    checked to be this user's own and no symlink (ConfigurationError otherwise)."""
+    directory = Path(parent or tempfile.gettempdir()) / f"hailwhale-{os.getuid()}"
+    _private(directory)
+    return directory
+
+
 def _private(directory: Path) -> None:
     """Make ``directory`` (mode 0700), or check that it is this user's own and no symlink."""
     try:
@@ -85,11 +93,12 @@ def _forget_gone(directory: Path) -> None:
     """Remove the slot files of nodes whose process (master, or single process) is gone."""
     for path in directory.iterdir():
         found = _SLOT.fullmatch(path.name)
-        if found and not _alive(int(found.group(1))):
+        if found and not alive(int(found.group(1))):
             path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (whoever owns it)."""
     try:
         os.kill(pid, 0)  # no signal: only whether it exists (PermissionError: it does)
     except ProcessLookupError:

@@ -189,6 +189,16 @@ def require(grant: Grant, can: str, pk: str | None = None,
                             f"not {where}")
 
 
+def require_overview(grant: Grant) -> None:
+    """Forbidden unless ``grant`` may see the service as a whole (``GET /prometheus``: no
+    pk's counted data, but the traffic of every pk together): an admin token, or a read
+    token for every pk (``--pk '*'``). Never a write token: those are public, in pages."""
+    if grant.can == "admin" or (grant.can == "read" and ANY_PK in grant.pks):
+        return
+    raise Forbidden("GET /prometheus needs an admin token or a read token for every pk "
+                    "(hailwhale token --can read --pk '*')")
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` keeps a server reachable from this machine only."""
     host = host.strip("[]")

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from . import telemetry
 from .aggregate import Batch, aggregate
 from .errors import BadRequest, CounterOverflow
 from .event import Event, parse_event
@@ -35,6 +36,7 @@ def count_events(store: Store, events: Iterable[Event], now: float | None = None
             raise BadRequest(f"metrics.{name}", name, store.cap_reason(event.pk))
     batch = aggregate(events, store.settings.periods, store.settings.tz, now)
     store.write(batch)
+    telemetry.counted(batch.events)
     return batch.events
 
 
@@ -65,6 +67,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
         except BadRequest as exc:
             rejected.append({"index": index, "error": str(exc)})
     # Events naming a metric their pk has no room for (MAX_PK_METRICS) are refused alone.
+    invalid = len(rejected)
     refused = store.admit_metrics(metric_names(events))
     if refused:
         kept = []
@@ -83,7 +86,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
                 for index, event in zip(indexes, events, strict=True)]
 
     return _apply(store, batch_id, aggregate(events, settings.periods, settings.tz, now),
-                  rejected, len(events), alone, now)
+                  rejected, len(events), alone, now, len(rejected) - invalid)
 
 
 def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -> dict:
@@ -97,6 +100,7 @@ def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -
     check_batch_id(batch_id)
     settings = store.settings
     table, rejected = columns.check(items, settings, now)
+    invalid = len(rejected)
     refused = store.admit_metrics(columns.metric_names(table))
     if refused:
         table, capped = columns.without(table, refused)
@@ -111,14 +115,17 @@ def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -
         return [(index, fold_row(row)) for row, index in enumerate(table["index"])]
 
     return _apply(store, batch_id, columns.fold(table, settings.periods, settings.tz, now),
-                  rejected, table.height, alone, now)
+                  rejected, table.height, alone, now, len(rejected) - invalid)
 
 
 def _apply(store: Store, batch_id: str, batch: Batch, rejected: list[dict], counted: int,
-           alone: Callable[[], list[tuple[int, Callable[[], Batch]]]], now: float) -> dict:
+           alone: Callable[[], list[tuple[int, Callable[[], Batch]]]], now: float,
+           capped: int = 0) -> dict:
     """Write the folded ``batch`` of ``counted`` events under ``batch_id``; ``alone()`` gives
     a fold of each of its events by itself (with its index in the batch), for the one-by-one
-    fallback. Built only then: thousands of closures a batch cost 3 us an event."""
+    fallback. Built only then: thousands of closures a batch cost 3 us an event. ``capped``
+    of the ``rejected`` were refused by MAX_PK_METRICS, the others as invalid (telemetry)."""
+    started, refused = time.perf_counter(), len(rejected)
     answer = {"batch": batch_id, "counted": counted, "rejected": rejected}
     try:
         applied, recorded = store.write(batch, batch_id, _record(answer))
@@ -132,6 +139,8 @@ def _apply(store: Store, batch_id: str, batch: Batch, rejected: list[dict], coun
                                         batch_id, _record(answer))
     if not applied:
         answer = json.loads(recorded)
+    telemetry.batch(applied, answer["counted"], refused - capped, capped,
+                    len(answer["rejected"]) - refused, time.perf_counter() - started)
     return {**answer, "duplicate": not applied}
 
 

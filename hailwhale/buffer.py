@@ -138,6 +138,11 @@ class Buffer:
         with redis_errors():
             self.redis.rpush(keys.DEAD, *entries)
 
+    def dead_count(self) -> int:
+        """How many events the dead-letter list holds."""
+        with redis_errors():
+            return int(self.redis.llen(keys.DEAD))
+
     def dead_letters(self, count: int = 100) -> list[dict]:
         """The oldest ``count`` dead letters: ``{"event", "reason", "batch", "at"}``."""
         with redis_errors():

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import redis
 
+from . import telemetry
 from .errors import ConfigurationError, StoreUnavailable
 
 
@@ -38,8 +39,10 @@ def redis_errors():
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        telemetry.redis_error("connection")
         raise StoreUnavailable("Redis is unavailable (connection lost or timed out)") from exc
     except redis.ResponseError as exc:
+        telemetry.redis_error("response")
         # redis-py names the errors it knows by class (OutOfMemoryError, ReadOnlyError, ...),
         # dropping their code from the text; others keep Redis' code as the first word.
         # Either is safe to show.
@@ -49,4 +52,5 @@ def redis_errors():
             code = str(exc).split(" ", 1)[0][:20] if str(exc)[:1].isupper() else "ERR"
         raise StoreUnavailable(f"Redis refused the command ({code})") from exc
     except redis.RedisError as exc:
+        telemetry.redis_error("other")
         raise StoreUnavailable(f"Redis failed ({type(exc).__name__})") from exc

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 from redis.cluster import RedisCluster
 
-from . import keys
+from . import keys, telemetry
 from .aggregate import SUM, UNIQUE, Batch, Folded, path_of
 from .cardinality import Refused, fold
 from .config import Settings
@@ -129,6 +129,7 @@ class Store:
                 for part in parts:
                     self._apply(keys=[part.key], args=["", record, part.text,
                                                        part.text.count("\n")])
+                telemetry.folded(refused)  # counted under __other__ now
                 return True, record
             seen = self.redis.get(keys.batch_done(batch_id))
             if seen is not None:
@@ -162,6 +163,7 @@ class Store:
                     if markers:
                         pipe.delete(*markers)
                     pipe.execute()
+        telemetry.folded(refused)
         return True, record
 
     def admit_metrics(self, names: dict[str, dict[str, str]]) -> dict[str, set[str]]:

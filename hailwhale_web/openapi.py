@@ -86,6 +86,15 @@ _COUNT_GIF = {"get": _operation("Count one event, answered with a 1x1 GIF (image
                                 _EVENT, answer=_GIF)}
 _HEALTH = {"get": _operation("Whether the service and its store or buffer answer",
                              errors=False)}
+_PROMETHEUS = {"get": {
+    "summary": "Metrics about this node (requests, events, batches, buffer, Redis errors, "
+               "StatsD) in Prometheus' text format; with a SECRET, an admin token or a read "
+               "token for every pk",
+    "parameters": [_TOKEN],
+    "responses": {
+        "200": {"description": "Prometheus' text exposition format, version 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "401": _ERRORS["401"], "403": _ERRORS["403"]}}}
 _DOCUMENT = {"get": _operation("This document", answer={
     "description": "the OpenAPI document", "content": {"application/json": {
         "schema": {"type": "object"}}}}, errors=False)}
@@ -116,6 +125,7 @@ PATHS: dict[str, dict[str, dict]] = {
         "/health": _HEALTH,
         "/api": {"get": _operation("The endpoints, in short", errors=False)},
         "/openapi.json": _DOCUMENT,
+        "/prometheus": _PROMETHEUS,
         "/": {"get": _operation("The dashboard", answer={
             "description": "an HTML page", "content": {"text/html": {"schema": {
                 "type": "string"}}}}, errors=False)},
@@ -132,6 +142,7 @@ PATHS: dict[str, dict[str, dict]] = {
         "/count.gif": _COUNT_GIF,
         "/health": _HEALTH,
         "/openapi.json": _DOCUMENT,
+        "/prometheus": _PROMETHEUS,
         "/": {"get": _operation("The endpoints, in short", errors=False)},
     },
 }

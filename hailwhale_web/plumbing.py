@@ -23,6 +23,8 @@ from hailwhale.errors import (
     Unauthorized,
 )
 
+from . import prometheus
+
 log = logging.getLogger("hailwhale.http")
 
 MAX_BODY = 16 * 1024 * 1024
@@ -318,7 +320,12 @@ def _loads(text: str | bytes, param: str) -> object:
 
 class App(bottle.Bottle):
     """A Bottle app that answers a request it cannot route (no path: a request line with
-    no HTTP version under uWSGI) with a JSON 400, and never with Bottle's HTML page."""
+    no HTTP version under uWSGI) with a JSON 400, and never with Bottle's HTML page; every
+    other request is counted and timed as one of ``service`` ("whale" or "hail")."""
+
+    def __init__(self, service: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.service = service
 
     def __call__(self, environ, start_response):
         if not isinstance(environ.get("PATH_INFO"), str) or \
@@ -328,7 +335,7 @@ class App(bottle.Bottle):
             start_response("400 Bad Request", [("Content-Type", "application/json"),
                                                ("Content-Length", str(len(body)))])
             return [body]
-        return super().__call__(environ, start_response)
+        return prometheus.timed(self.service, super().__call__, environ, start_response)
 
 
 def install_common(app: bottle.Bottle) -> None:

@@ -13,15 +13,16 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth, columns, keys, wire  # noqa: F401 (columns: loaded at start)
+from hailwhale import auth, columns, keys, telemetry, wire  # noqa: F401 (columns: at start)
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch, count_events, count_lines
+from hailwhale.buffer import Buffer
 from hailwhale.config import Settings
 from hailwhale.errors import BadRequest
 from hailwhale.event import parse_events
 from hailwhale.store import Store
-from hailwhale_web import openapi
+from hailwhale_web import openapi, prometheus
 from hailwhale_web.plumbing import (
     OPEN_WARNING,
     App,
@@ -48,18 +49,23 @@ def create_app(store: Store, settings: Settings | None = None,
                clock: Callable[[], float] = time.time) -> bottle.Bottle:
     """The Whale WSGI app, counting into and reading from ``store``."""
     settings = settings or store.settings
-    app = App()
+    app = App("whale")
     install_common(app)
     guard = Guard(settings)
     if guard.open:
         log.warning("whale: %s", OPEN_WARNING)
+    telemetry.serving("whale")
+    # What GET /prometheus reads in Redis: the dead letters of the Celery path live here.
+    facts = [telemetry.StoreFacts(Buffer(store.redis))]
     slots = Slots(settings.query_slots, node_key())  # shared by every worker of this node
 
     def count(grant: auth.Grant, raw_events: list) -> int:
         now = clock()
         events = parse_events(raw_events, settings, now)
         require_write(grant, events)
-        return count_events(store, events, now)
+        counted = count_events(store, events, now)
+        telemetry.accepted("whale", counted)
+        return counted
 
     def count_query() -> int:
         params = query_params()
@@ -182,6 +188,11 @@ def create_app(store: Store, settings: Settings | None = None,
     def openapi_document():
         return json_answer(openapi.document("whale"))
 
+    @app.get("/prometheus")
+    @handled
+    def prometheus_metrics():
+        return prometheus.scrape(guard.grant(query_params()), facts)
+
     @app.get("/api")
     @handled
     def index():
@@ -189,7 +200,7 @@ def create_app(store: Store, settings: Settings | None = None,
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
                           "/dimensions", "/metrics", "/pks", "/periods", "/health", "/",
-                          "/static/jquery.hailwhale.js", "/openapi.json"],
+                          "/static/jquery.hailwhale.js", "/openapi.json", "/prometheus"],
         })
 
     @app.get("/")
