@@ -21,7 +21,7 @@ from .dimensions import Path
 from .event import parse_event
 from .formulas import parse
 from .periods import find_period
-from .query import Query, parse_path, read_selection
+from .query import Query, parse_path, read_selection, values_of
 from .store import Store
 from .windows import resolve
 
@@ -92,13 +92,12 @@ class HailWhale:
         formula = parse(value, "value")
         path = parse_path(params, settings)
         query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit)
-        paths, starts, readings = read_selection(self.store, query)
+        paths, starts, readings, kinds = read_selection(self.store, query)
         stamps = [datetime.fromtimestamp(ms / 1000, settings.tz) for ms in starts]
 
         def points(p: Path) -> Points:
-            metrics = readings[p]
-            return [(stamp, formula.evaluate({n: r.values[i] for n, r in metrics.items()}))
-                    for i, stamp in enumerate(stamps)]
+            return list(zip(stamps, values_of(formula, readings[p], kinds, len(stamps)),
+                            strict=True))
 
         if not depth:
             return points(path)

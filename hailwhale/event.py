@@ -277,9 +277,9 @@ MAX_SAMPLES = 1000
 
 def _kind_of(value: dict, param: str) -> tuple[str, object]:
     if len(value) != 1 or next(iter(value)) not in (GAUGE, DELTA, TIMING):
-        raise BadRequest(param, value, 'a metric object is {"gauge": n} (set a gauge), '
-                         '{"delta": n} (move it) or {"timing": n or [n, ...]} (a '
-                         'distribution\'s samples)')
+        raise BadRequest(param, value, f'a metric is a number or "{UNIQUE}", or an object: '
+                         '{"gauge": n} (set a gauge), {"delta": n} (move it) or '
+                         '{"timing": n or [n, ...]} (a distribution\'s samples)')
     return next(iter(value.items()))
 
 

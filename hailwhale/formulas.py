@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from .errors import BadRequest
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_TOKEN = re.compile(rf"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>{NAME})|(?P<op>[-+*/()]))")
+# A name in a formula may ask for one statistic of a gauge or timing: ``latency:p99``.
+STAT = r"[a-z][a-z0-9]*"
+_TOKEN = re.compile(rf"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>{NAME}(?::{STAT})?)"
+                    rf"|(?P<op>[-+*/()]))")
 MAX_LENGTH = 200
 _FLOAT_MAX = int(sys.float_info.max)
 
@@ -26,6 +29,13 @@ _OPS: dict[str, Callable[[Number, Number], Number]] = {
     "*": lambda a, b: a * b,
     "/": lambda a, b: a / b if b else 0,
 }
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """A formula's name as ``(the stored metric, the statistic asked, or None)``:
+    ``latency:p99`` is ``("latency", "p99")``."""
+    name, _, stat = ref.partition(":")
+    return name, stat or None
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,15 @@ def _evaluate(node: tuple, values: Mapping[str, Number]) -> Number:
         return node[1]
     if kind == "name":
         return values.get(node[1], 0)
+    # None (a gauge before its first value, a percentile of an empty bucket) makes the
+    # formula None: a gap on a graph, not a made-up 0.
     if kind == "neg":
-        return -_evaluate(node[1], values)
-    return _OPS[kind](_evaluate(node[1], values), _evaluate(node[2], values))
+        value = _evaluate(node[1], values)
+        return None if value is None else -value
+    left, right = _evaluate(node[1], values), _evaluate(node[2], values)
+    if left is None or right is None:
+        return None
+    return _OPS[kind](left, right)
 
 
 def parse(text: str, param: str = "metrics") -> Formula:

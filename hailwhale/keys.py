@@ -14,8 +14,14 @@ counters compactly, and ``depth=1`` reads one hash per bucket for all the childr
     hw:{<pk>|<dim>}:s:<metric>:<period>:<bucket>   hash: child -> whole units,
                                                    child + FRACTION -> billionths
     hw:{<pk>|<dim>|<dim>}:u:<metric>:<period>:<bucket>  HyperLogLog of uids
+    hw:{<pk>|<dim>}:g:<metric>:<period>:<bucket>   hash: child -> a gauge's value at the
+                                                   end of the bucket
+    hw:{<pk>|<dim>}:l:<metric>                     hash: child -> a gauge's value now
+    hw:{<pk>|<dim>|<dim>}:d:<metric>:<period>:<bucket>  hash: a timing's sketch (bins,
+                                                   sum, min, max: hailwhale/sketch.py)
     hw:{<pk>|<dim>}:children                       sorted set: child -> last seen
-    hw:{<pk>}:metrics                              hash: metric -> "sum" | "unique"
+    hw:{<pk>}:metrics                              hash: metric -> its kind ("sum",
+                                                   "unique", "gauge", "timing")
     hw:{%pks}                                      set of the pks in use
     hw:{%pks}:layout                               the storage layout's version (LAYOUT)
     hw:{%batch}:<id>                               a batch id already applied
@@ -113,7 +119,8 @@ def cells_stem(pk: str, parent: Path, metric: str, period: Period) -> str:
     return f"{PREFIX}:{series_tag(pk, parent)}:{CELLS}:{_part(metric)}:{period.code}:"
 
 
-CELLS, UNIQUES = "s", "u"  # the kinds of stem: counters' hashes, HyperLogLogs
+# The kinds of stem: counters' hashes, HyperLogLogs, gauges' hashes, timings' sketches.
+CELLS, UNIQUES, GAUGES, SKETCHES = "s", "u", "g", "d"
 
 
 def stems(kind: str, tag, metric, code):
@@ -140,6 +147,32 @@ def unique_stem(pk: str, path: Path, metric: str, period: Period) -> str:
     """What every ``unique`` key of one series, metric and period starts with: the key of a
     bucket is the stem and its ordinal."""
     return f"{PREFIX}:{series_tag(pk, path)}:{UNIQUES}:{_part(metric)}:{period.code}:"
+
+
+def gauge_cells(pk: str, parent: Path, metric: str, period: Period, ordinal: int) -> str:
+    """The hash of one bucket of one gauge, for every child of ``parent`` (as ``cells``):
+    each child's value at the end of the bucket."""
+    return f"{gauge_stem(pk, parent, metric, period)}{ordinal}"
+
+
+def gauge_stem(pk: str, parent: Path, metric: str, period: Period) -> str:
+    """What every ``gauge_cells`` key of one parent, metric and period starts with."""
+    return f"{PREFIX}:{series_tag(pk, parent)}:{GAUGES}:{_part(metric)}:{period.code}:"
+
+
+def gauge_level(pk: str, parent: Path, metric: str) -> str:
+    """The hash of one gauge's value now, for every child of ``parent``: what a delta moves."""
+    return f"{PREFIX}:{series_tag(pk, parent)}:l:{_part(metric)}"
+
+
+def sketch(pk: str, path: Path, metric: str, period: Period, ordinal: int) -> str:
+    """The hash of one bucket of one timing of one series: its sketch."""
+    return f"{sketch_stem(pk, path, metric, period)}{ordinal}"
+
+
+def sketch_stem(pk: str, path: Path, metric: str, period: Period) -> str:
+    """What every ``sketch`` key of one series, metric and period starts with."""
+    return f"{PREFIX}:{series_tag(pk, path)}:{SKETCHES}:{_part(metric)}:{period.code}:"
 
 
 def children(pk: str, path: Path) -> str:

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .admission import Budget
-from .aggregate import SUM
+from .aggregate import GAUGE, SUM, TIMING
 from .config import Settings
 from .dimensions import Path, label
 from .errors import BadRequest
 from .event import parse_dimensions
-from .formulas import Formula, parse
+from .formulas import Formula, parse, split_ref
 from .periods import Period, find_period
+from .sketch import Sketch, is_stat
 from .store import Reading, Store
 from .windows import resolve
 
@@ -119,14 +120,69 @@ def _number(params: Mapping, name: str, default: float, low: float, high: float)
 
 # -- answers ---------------------------------------------------------------------------
 def _kinds(registry: Mapping[str, str], formulas: Sequence[Formula]) -> dict[str, str]:
-    """The stored metrics the formulas read, with their kinds from the pk's ``registry``
-    (unknown ones are sums)."""
-    names = sorted({name for formula in formulas for name in formula.names})
-    return {name: registry.get(name, SUM) for name in names}
+    """The stored metrics the formulas read, with their kinds from the pk's ``registry``;
+    a metric not counted yet is a sum, or, asked for a statistic, the kind that has it.
+    A statistic its metric's kind has not is a BadRequest naming ``metrics``."""
+    kinds: dict[str, str] = {}
+    for formula in formulas:
+        for ref in sorted(formula.names):
+            name, stat = split_ref(ref)
+            kind = registry.get(name) or (SUM if stat is None else
+                                          GAUGE if stat == "last" else TIMING)
+            if stat is not None and not (kind == GAUGE and stat == "last"
+                                         or kind == TIMING and is_stat(stat)):
+                raise BadRequest("metrics", formula.text, _stat_error(name, kind, stat))
+            kinds[name] = kind
+    return kinds
 
 
-def _total(formula: Formula, readings: Mapping[str, Reading]):
-    return formula.evaluate({name: reading.total for name, reading in readings.items()})
+def _stat_error(name: str, kind: str, stat: str) -> str:
+    if kind == GAUGE:
+        return f"{name} is a gauge: {name} or {name}:last is its value"
+    if kind == TIMING:
+        return (f"{name}:{stat}: a timing's statistics are count, sum, mean, min, max and "
+                "percentiles p0 to p100 (p999 is 99.9%)")
+    return f"{name} is a {'unique count' if kind == 'unique' else 'sum'}: it has no :{stat}"
+
+
+def _stat(reading_value, kind: str, stat: str | None):
+    """What a formula's name reads of one stored value (a bucket's, or the total)."""
+    if kind == TIMING:
+        sketch = reading_value if isinstance(reading_value, Sketch) else Sketch()
+        return sketch.stat(stat or "mean")
+    return reading_value
+
+
+def _columns(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[str, str],
+             length: int) -> dict[str, list]:
+    """Each name of ``formula`` (``latency:p99`` ...) as its values bucket by bucket."""
+    columns = {}
+    for ref in formula.names:
+        name, stat = split_ref(ref)
+        reading = readings.get(name)
+        if reading is None or not reading.values:
+            continue
+        kind = kinds.get(name, SUM)
+        columns[ref] = reading.values if kind != TIMING else \
+            [_stat(value, kind, stat) for value in reading.values]
+    return columns
+
+
+def values_of(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[str, str],
+              length: int) -> list:
+    """The formula's value in each of ``length`` buckets of one series' ``readings`` (as
+    ``read_selection`` gives them, with the metrics' ``kinds``)."""
+    return formula.evaluate_each(_columns(formula, readings, kinds, length), length)
+
+
+def _total(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[str, str]):
+    values = {}
+    for ref in formula.names:
+        name, stat = split_ref(ref)
+        reading = readings.get(name)
+        if reading is not None:
+            values[ref] = _stat(reading.total, kinds.get(name, SUM), stat)
+    return formula.evaluate(values)
 
 
 def select(store: Store, query: Query, registry: Mapping[str, str],
@@ -141,7 +197,8 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
     # A ranking that overflows (None) ranks as 0: it can neither be compared nor shared.
     parents = {query.path: _total(ranking, store.read(
-        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path]) or 0}
+        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path],
+        kinds) or 0}
     chosen: list[tuple[Path, float]] = []
     for _level in range(query.depth):
         candidates = [parent + (child,) for parent in parents
@@ -153,7 +210,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
                               buckets=False)
         kept = {}
         for path in candidates:
-            total = _total(ranking, readings[path]) or 0
+            total = _total(ranking, readings[path], kinds) or 0
             parent_total = parents[path[:-1]]
             if _shown(total, parent_total, query.threshold):
                 kept[path] = total
@@ -208,14 +265,15 @@ def _header(query: Query) -> dict:
 
 
 def read_selection(store: Store, query: Query, budget: Budget | None = None):
-    """``(paths, bucket starts in ms, readings)`` of everything a query shows."""
+    """``(paths, bucket starts in ms, readings, the metrics' kinds)`` of everything a query
+    shows."""
     registry = store.metric_kinds(query.pk)  # read once, for ranking and for showing
+    kinds = _kinds(registry, query.metrics)  # checked before anything is read
     paths = select(store, query, registry, budget)
     ordinals, starts = _window(query, store)
-    kinds = _kinds(registry, query.metrics)
     series = len(paths) * max(len(kinds), len(query.metrics))
     _spend(store.settings, query, series, len(ordinals), "show", budget)
-    return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals)
+    return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals), kinds
 
 
 def _series_label(path: Path, formula: Formula, several: bool) -> str:
@@ -224,31 +282,30 @@ def _series_label(path: Path, formula: Formula, several: bool) -> str:
 
 def plotpoints(store: Store, query: Query, budget: Budget | None = None) -> dict:
     """Flot-ready series: one per shown dimension and metric, every bucket present."""
-    paths, starts, readings = read_selection(store, query, budget)
+    paths, starts, readings, kinds = read_selection(store, query, budget)
     several = len(query.metrics) > 1
     series = []
     for path in paths:
         metrics = readings[path]
         for formula in query.metrics:
-            values = formula.evaluate_each({name: r.values for name, r in metrics.items()},
-                                           len(starts))
+            values = values_of(formula, metrics, kinds, len(starts))
             series.append({
                 "label": _series_label(path, formula, several),
                 "dimension": list(path),
                 "metric": formula.text,
                 "data": [[ms, value] for ms, value in zip(starts, values, strict=True)],
-                "total": _total(formula, metrics),
+                "total": _total(formula, metrics, kinds),
             })
     return {**_header(query), "series": series}
 
 
 def totals(store: Store, query: Query, budget: Budget | None = None) -> dict:
     """The summary numbers of the same selection: each shown dimension's metric totals."""
-    paths, _starts, readings = read_selection(store, query, budget)
+    paths, _starts, readings, kinds = read_selection(store, query, budget)
     rows = [{
         "label": label(path),
         "dimension": list(path),
-        "totals": {f.text: _total(f, readings[path]) for f in query.metrics},
+        "totals": {f.text: _total(f, readings[path], kinds) for f in query.metrics},
     } for path in paths]
     return {**_header(query), "totals": rows}
 

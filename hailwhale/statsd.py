@@ -8,8 +8,10 @@ into ``["shop", "checkout"]`` and every prefix of it, and each tag is a branch o
 ``hits: 1``, as every event does.
 
 Types: ``c`` (a counter; ``@rate`` scales it up: ``3|c|@0.1`` counts 30), ``s`` (a set: the
-value is a member, counted as a unique of the metric). Gauges (``g``) and timings (``ms``,
-``h``) are refused with a reason: they are not counted yet.
+value is a member, counted as a unique of the metric), ``g`` (a gauge: ``5|g`` sets it, ``+3|g``
+and ``-3|g`` move it, as StatsD has it), ``ms``, ``h`` and DogStatsD's ``d`` (timings: samples
+of a distribution; several a line as ``12:15:9|ms``, as DogStatsD packs them; a sample rate
+leaves them as they are, since percentiles do not change under uniform sampling).
 
 Pure: no sockets here (hail/statsd.py listens), so every rule is testable alone.
 """
@@ -25,15 +27,15 @@ from functools import lru_cache
 from . import wire
 from .config import Settings
 from .errors import BadRequest
-from .event import UNIQUE, Event, event_of
+from .event import DELTA, GAUGE, TIMING, UNIQUE, Event, event_of
 
 # A StatsD metric name's last part becomes a HailWhale metric name (letters, digits and _,
 # not starting with a digit): other characters become _, as the StatsD daemon sanitizes
 # names for Graphite, and a leading digit gets a _ before it.
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 MAX_LINE = 8192  # characters; a longer line is refused, the rest of the packet counts
-_TYPES = {"c", "s", "g", "ms", "h"}
-NOT_YET = {"g": "gauges", "ms": "timings", "h": "histograms"}
+_TYPES = {"c", "s", "g", "ms", "h", "d"}
+_TIMINGS = {"ms", "h", "d"}
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,7 @@ def parse_line(line: str, settings: Settings, now: float, pk: str = "") -> Event
         raise BadRequest("statsd", line, "a StatsD line is name:value|type")
     value, kind = sections[0], sections[1]
     if kind not in _TYPES:
-        raise BadRequest("statsd", line, f"unknown type {kind!r}: c, s, g, ms or h")
-    if kind in NOT_YET:
-        raise BadRequest("statsd", line, f"{NOT_YET[kind]} ({kind}) are not counted yet; "
-                         "counters (c) and sets (s) are")
+        raise BadRequest("statsd", line, f"unknown type {kind!r}: c, s, g, ms, h or d")
     rate, tags, at = 1.0, [], None
     for section in sections[2:]:
         if section.startswith("@"):
@@ -113,6 +112,13 @@ def parse_line(line: str, settings: Settings, now: float, pk: str = "") -> Event
         if amount.is_integer() and abs(amount) < 2**53:
             amount = int(amount)
         return event_of(branches, {metric: amount}, settings, now, pk=pk, at=at)
+    if kind == "g":
+        level = _number(value, line, "a gauge's value")
+        how = DELTA if value[:1] in "+-" else GAUGE
+        return event_of(branches, {metric: {how: level}}, settings, now, pk=pk, at=at)
+    if kind in _TIMINGS:
+        samples = [_number(sample, line, "a timing's value") for sample in value.split(":")]
+        return event_of(branches, {metric: {TIMING: samples}}, settings, now, pk=pk, at=at)
     if not value:
         raise BadRequest("statsd", line, "a set's value is the member to count")
     return event_of(branches, {metric: UNIQUE}, settings, now, pk=pk, uid=value, at=at)
@@ -142,7 +148,7 @@ class Encoder:
                 if isinstance(tail, Refused):
                     refused.append(tail)
                 else:
-                    out.append(f"{wire.VERSION}\t{received}\t{tail[0]}\t{received}\t{tail[1]}")
+                    out.append(f"{tail[0]}\t{received}\t{tail[1]}\t{received}\t{tail[2]}")
                 continue
             try:
                 out.append(wire.encode(parse_line(line, self.settings, now, self.pk), now))
@@ -150,15 +156,16 @@ class Encoder:
                 refused.append(Refused(line[:200], str(exc)))
         return out, refused
 
-    def _encode_tail(self, line: str) -> tuple[str, str] | Refused:
-        """The wire fields of a line without a timestamp around its time: ``(pk, uid and
-        the rest)``; or why it is refused (that does not depend on the time either)."""
+    def _encode_tail(self, line: str) -> tuple[str, str, str] | Refused:
+        """The wire fields of a line without a timestamp around its time: ``(version, pk,
+        uid and the rest)``; or why it is refused (that does not depend on the time
+        either)."""
         try:
             event = parse_line(line, self.settings, 0.0, self.pk)
         except BadRequest as exc:
             return Refused(line[:200], str(exc))
         fields = wire.encode(event, 0.0).split("\t")
-        return fields[2], "\t".join(fields[4:])
+        return fields[0], fields[2], "\t".join(fields[4:])
 
 
 def _number(text: str, line: str, what: str) -> float:

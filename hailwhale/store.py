@@ -16,7 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from . import keys, telemetry
-from .aggregate import SUM, UNIQUE, Batch, Folded, path_of
+from .aggregate import GAUGE, SUM, TIMING, UNIQUE, Batch, Folded, path_of
 from .cardinality import Refused, fold
 from .config import Settings
 from .connection import connect, redis_errors
@@ -25,6 +25,7 @@ from .errors import CounterOverflow
 from .event import Event
 from .numbers import NANO, from_nanos, split
 from .periods import Period
+from .sketch import SUM_FIELD, Sketch
 from .wire import US as PATH_US  # how a Folded batch spells paths
 
 Number = int | float
@@ -39,10 +40,13 @@ ADMIT_METRICS_LUA = (_LUA / "admit_metrics.lua").read_text()
 
 @dataclass(frozen=True)
 class Reading:
-    """One metric of one series over a window: a value per bucket and the window's total."""
+    """One metric of one series over a window: a value per bucket and the window's total.
+    For a gauge each bucket's value at its end (carried over buckets it did not change in;
+    None before its first value) and, as the total, the latest; for a timing a Sketch per
+    bucket and their merge."""
 
-    values: list[Number]
-    total: Number
+    values: list
+    total: object
 
 
 @dataclass(frozen=True)
@@ -253,8 +257,42 @@ class Store:
             for metric, members in uids.items():
                 key = keys.unique(pk, path, metric, period, ordinal)
                 lines.append((key, f"U\t{key}\t{when}\t{US.join(members)}\n"))
+        lines += self._kind_lines(batch)
         lines += self._index_lines(batch)
         return self._by_slot(lines)
+
+    def _kind_lines(self, batch: Batch | Folded) -> list[tuple[str, str]]:
+        """The operations of timings and gauges: per sketch an "H" line of its bins and sum
+        (counters, added and undone like any) and an "X" line of its minimum and maximum;
+        per gauge series a "G" line of its changes (see apply.lua)."""
+        tz, periods = self.settings.tz, batch.periods
+        lines: list[tuple[str, str]] = []
+        for (pk, path, index, ordinal), found in batch.sketches.items():
+            period = periods[index]
+            when = period.expires_at(ordinal, tz)
+            for metric, sketch in found.items():
+                key = keys.sketch(pk, path, metric, period, ordinal)
+                whole, fraction = split(sketch.nanos)
+                items = [f"{name}{US}{count}" for name, count in sketch.bins.items()]
+                if whole:
+                    items.append(f"{SUM_FIELD}{US}{whole}")
+                if fraction:
+                    items.append(f"{SUM_FIELD}{keys.FRACTION}{US}{fraction}")
+                lines.append((key, f"H\t{key}\t{when}\t{US.join(items)}\n"))
+                lines.append((key, f"X\t{key}\t\t{sketch.low!r}{US}{sketch.high!r}\n"))
+        longest = max(p.retention for p in periods) if periods else 0
+        for (pk, path, metric), gauge in batch.gauges.items():
+            parent, child = keys.location(path)
+            key = keys.gauge_level(pk, parent, metric)
+            _, absolute, value = gauge.final
+            items = [child, "=" if absolute else "+", repr(value)]
+            for (index, ordinal), (_, absolute, value) in gauge.buckets.items():
+                period = periods[index]
+                items += [keys.gauge_cells(pk, parent, metric, period, ordinal),
+                          str(period.expires_at(ordinal, tz)), "=" if absolute else "+",
+                          repr(value)]
+            lines.append((key, f"G\t{key}\t{longest}\t{US.join(items)}\n"))
+        return lines
 
     def _by_slot(self, lines: list[tuple[str, str]]) -> list[_Part]:
         """``(key, line)`` pairs as parts: per hash slot on a cluster, per keys.apply_part
@@ -331,8 +369,11 @@ class Store:
                          pl.col("uid").list.join(US), pl.lit("\n")]).str.join("")))
             for number, text in lines.iter_rows():
                 others.setdefault(number, []).append(text)
-        for key, line in self._index_lines(batch):
-            others.setdefault(keys.apply_part(key), []).append(line)
+        for key, line in self._kind_lines(batch) + self._index_lines(batch):
+            if line[0] == "H":  # a sketch's counters: with the other counter lines
+                counters[keys.apply_part(key)] = counters.get(keys.apply_part(key), "") + line
+            else:
+                others.setdefault(keys.apply_part(key), []).append(line)
         parts = []
         for number in sorted(set(counters) | set(others)):
             text, rest = counters.get(number, ""), "".join(others.get(number, ()))
@@ -379,7 +420,8 @@ class Store:
         ``metrics`` maps a metric name to its kind (``sum`` or ``unique``). With
         ``buckets=False`` the readings of summed metrics hold only their totals (``values``
         empty): all that ranking many children needs, without a list per child."""
-        sums = [metric for metric, kind in metrics.items() if kind != UNIQUE] if ordinals else []
+        sums = [metric for metric, kind in metrics.items()
+                if kind not in (UNIQUE, GAUGE, TIMING)] if ordinals else []
         # Each bucket of a summed metric is one hash per parent, holding all its children:
         # paths are read parent by parent, one read.lua call per parent and metric for every
         # bucket of the window, each child's two fields (or, for many children, whole
@@ -397,6 +439,10 @@ class Store:
         # (multi-key PFCOUNT cannot be pipelined on a cluster).
         unique_calls = [(path, metric) for path in paths
                         for metric, kind in metrics.items() if kind == UNIQUE and ordinals]
+        # A gauge's buckets are one field each of its parent's hashes, a timing's one hash
+        # each (the sketch): one read.lua call per series and metric.
+        kind_calls = [(path, metric, kind) for path in paths for metric, kind in metrics.items()
+                      if kind in (GAUGE, TIMING) and ordinals]
         calls = [
             (self._read, [keys.cells(pk, parent, metric, period, ordinals.start)],
              [keys.cells_stem(pk, parent, metric, period), ordinals.start, len(ordinals),
@@ -405,17 +451,9 @@ class Store:
         ] + [
             (self._uniques, [keys.unique(pk, path, metric, period, o) for o in ordinals], [])
             for path, metric in unique_calls
-        ]
-        with redis_errors():
-            if len(calls) == 1 or self._cluster:
-                # One call needs no pipeline (whose scripts redis-py checks with SCRIPT EXISTS,
-                # a round trip more); on a cluster scripts cannot be pipelined.
-                replies = [script(keys=names, args=args) for script, names, args in calls]
-            else:
-                pipe = self.redis.pipeline(transaction=False)
-                for script, names, args in calls:
-                    script(keys=names, args=args, client=pipe)
-                replies = pipe.execute()
+        ] + [self._kind_read(pk, path, metric, kind, period, ordinals)
+             for path, metric, kind in kind_calls]
+        replies = self._run(calls)
         result: dict[Path, dict[str, Reading]] = {path: {} for path in paths}
         for (_, children, metric, wanted), reply in zip(reads, replies, strict=False):
             if wanted is None and not buckets:  # read.lua summed each field: one "bucket"
@@ -429,14 +467,64 @@ class Store:
                     # Most buckets of a child are empty: 0 needs no conversion.
                     result[path][metric] = Reading([from_nanos(v) if v else 0 for v in values],
                                                    from_nanos(sum(values)))
-        unique_replies = replies[len(reads):]
+        unique_replies = replies[len(reads):len(reads) + len(unique_calls)]
         for (path, metric), counts in zip(unique_calls, unique_replies, strict=True):
             result[path][metric] = Reading(list(counts[:-1]), counts[-1])
+        kind_replies = replies[len(reads) + len(unique_calls):]
+        gauges = [(path, metric, reply) for (path, metric, kind), reply
+                  in zip(kind_calls, kind_replies, strict=True) if kind == GAUGE]
+        for (path, metric, reply) in gauges:
+            result[path][metric] = _gauge_reading(reply, None)
+        for (path, metric, kind), reply in zip(kind_calls, kind_replies, strict=True):
+            if kind == TIMING:
+                sketches = [Sketch.from_fields(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+                            for pairs in reply]
+                total = Sketch()
+                for sketch in sketches:
+                    total.merge(sketch)
+                result[path][metric] = Reading(sketches, total)
+        # A gauge unchanged since before the window holds the value it had then: read back
+        # (over the period's retention) for the gauges whose window starts empty.
+        before = [(path, metric) for path, metric, reply in gauges if reply and reply[0] is None]
+        if before:
+            back = _retained(period, ordinals.start)
+            earlier = self._run([self._kind_read(pk, path, metric, GAUGE, period, back)
+                                 for path, metric in before]) if back else []
+            for (path, metric), reply in zip(before, earlier, strict=True):
+                known = [value for value in reply if value is not None]
+                opening = float(known[-1]) if known else None
+                result[path][metric] = _gauge_reading(
+                    [raw for raw in result[path][metric].values], opening)
         for path in paths:  # every metric over an empty window
             for metric in metrics:
                 result[path].setdefault(metric, Reading([], 0))
         # Each path's metrics in the order asked.
         return {path: {metric: result[path][metric] for metric in metrics} for path in paths}
+
+    def _kind_read(self, pk: str, path: Path, metric: str, kind: str, period: Period,
+                   ordinals: range) -> tuple:
+        """The read.lua call of one gauge (its field of each bucket of its parent's hashes)
+        or timing (each bucket's sketch, whole) over ``ordinals``."""
+        if kind == GAUGE:
+            parent, child = keys.location(path)
+            return (self._read, [keys.gauge_cells(pk, parent, metric, period, ordinals.start)],
+                    [keys.gauge_stem(pk, parent, metric, period), ordinals.start,
+                     len(ordinals), "fields", child])
+        return (self._read, [keys.sketch(pk, path, metric, period, ordinals.start)],
+                [keys.sketch_stem(pk, path, metric, period), ordinals.start, len(ordinals),
+                 "all"])
+
+    def _run(self, calls: list[tuple]) -> list:
+        """Script calls ``(script, keys, args)`` in one round trip: their replies."""
+        with redis_errors():
+            if len(calls) == 1 or self._cluster:
+                # One call needs no pipeline (whose scripts redis-py checks with SCRIPT EXISTS,
+                # a round trip more); on a cluster scripts cannot be pipelined.
+                return [script(keys=names, args=args) for script, names, args in calls]
+            pipe = self.redis.pipeline(transaction=False)
+            for script, names, args in calls:
+                script(keys=names, args=args, client=pipe)
+            return pipe.execute()
 
     def children(self, pk: str, path: Path, since: float | None = None) -> list[str]:
         """The children seen under ``path`` (since ``since``, when given), sorted by name."""
@@ -501,6 +589,28 @@ def _by_child(children: Sequence[Path], wanted: list[str] | None, reply: list,
             if path is not None:
                 values[path][bucket] += int(amount) if fraction else int(amount) * NANO
     return values
+
+
+def _gauge_reading(raw: list, opening: float | None) -> Reading:
+    """A gauge's Reading from its buckets' stored values (None where it did not change),
+    each empty bucket holding the value before it (``opening`` before the first)."""
+    values: list[float | None] = []
+    last = opening
+    for value in raw:
+        if value is not None:
+            last = _number(value)
+        values.append(last)
+    return Reading(values, last)
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _retained(period: Period, start: int) -> range:
+    """The buckets of ``period`` before ``start`` that its retention may still keep."""
+    return range(max(0, start - period.retention // period.interval - 1), start)
 
 
 def _stems(cells, path: str, metric: str, kind: str, periods: tuple[Period, ...]):

@@ -66,6 +66,18 @@ def test_dogstatsd_tags_are_branches_and_its_timestamp_the_time(settings):
     assert parse_line("x:1|c|c:abc123", settings, NOW).metrics == {"x": 1, "hits": 1}
 
 
+def test_gauges_are_set_or_moved_and_timings_are_samples(settings):
+    assert parse_line("host.cpu:50|g", settings, NOW).gauges == (("cpu", "=", 50.0),)
+    assert parse_line("host.conns:+3|g", settings, NOW).gauges == (("conns", "+", 3.0),)
+    assert parse_line("host.conns:-2|g", settings, NOW).gauges == (("conns", "+", -2.0),)
+    for kind in ("ms", "h", "d"):
+        event = parse_line(f"api.latency:320|{kind}|@0.5", settings, NOW)
+        assert event.timings == (("latency", (320.0,)),)
+        assert event.branches == (("api",),) and dict(event.metrics) == {"hits": 1}
+    assert parse_line("api.latency:1:2.5:3|ms", settings, NOW).timings == \
+        (("latency", (1.0, 2.5, 3.0)),)
+
+
 def test_metric_names_are_made_hailwhale_names():
     assert metric_name("response-time") == "response_time"
     assert metric_name("2xx") == "_2xx"
@@ -86,9 +98,9 @@ def test_metric_names_are_made_hailwhale_names():
     ("a..b:1|c", "dotted parts cannot be empty"),
     ("a.:1|c", "dotted parts cannot be empty"),
     ("x:|s", "a set's value"),
-    ("cpu:50|g", "gauges (g) are not counted yet"),
-    ("lat:320|ms", "timings (ms) are not counted yet"),
-    ("lat:320|h", "histograms (h) are not counted yet"),
+    ("cpu:x|g", "a gauge's value is a number"),
+    ("lat:320:|ms", "a timing's value is a number"),
+    ("lat:nan|h", "must be finite"),
     ("x:1e13|c", "at most"),
     ("a\x01b.c:1|c", "control characters"),
     ("x:1|c|T12", "at"),
@@ -166,14 +178,27 @@ def test_the_statsd_package_over_udp_and_tcp(deployment):
     tcp.connect()
     for _ in range(300):
         tcp.incr("py.orders.placed", 2)
-    tcp.timing("py.latency", 320)  # refused: timings are not counted yet
+    for millis in range(1, 101):
+        tcp.timing("py.latency", millis)
+    tcp.gauge("py.queue", 40)
+    tcp.gauge("py.queue", 2, delta=True)
+    tcp.gauge("py.queue", -5, delta=True)
+    tcp._send("py.queue:bad|g")  # refused, alone (the client sends what it is given)
     tcp.close()
-    counts = drained(1000 + 300 + 1)
+    counts = drained(1000 + 300 + 100 + 4)
     assert counts["packets"] == 20
     assert counts["refused"] == 1
     assert totals(["py", "orders"], "placed")["placed"] == 500 + 600
     assert totals(["py"], "visitors")["visitors"] == 25
     assert totals([], "hits")["hits"] == counts["events"]
+    latency = totals(["py"], "latency:count,latency:sum,latency:min,latency:max,latency:p50,"
+                             "latency:p99,latency:mean")
+    assert latency["latency:count"] == 100 and latency["latency:sum"] == 5050
+    assert (latency["latency:min"], latency["latency:max"]) == (1, 100)
+    assert latency["latency:mean"] == 50.5
+    assert latency["latency:p50"] == pytest.approx(50, rel=0.01)  # rank 49 of 0..99
+    assert latency["latency:p99"] == pytest.approx(99, rel=0.01)
+    assert totals(["py"], "queue")["queue"] == 37
 
 
 def test_hot_shots_from_npm_over_udp_and_tcp(deployment):
@@ -186,18 +211,26 @@ def test_hot_shots_from_npm_over_udp_and_tcp(deployment):
         done = subprocess.run([node, str(script), protocol, str(port), "200"],
                               capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert done.returncode == 0, done.stderr
-    counts = drained(2 * 2 * 200)
+    counts = drained(2 * (3 * 200 + 2))
     assert counts["refused"] == 0
     assert totals(["node", "orders"], "placed")["placed"] == 400
     assert totals(["region", "eu"], "placed")["placed"] == 400
     assert totals(["node"], "visitors")["visitors"] == 100
+    # 400 samples of 1..100 ms (each value 4 times): exact count, sum and extremes, and
+    # percentiles within the sketch's 1%.
+    latency = totals(["node"], "latency:count,latency:sum,latency:max,latency:p90")
+    assert (latency["latency:count"], latency["latency:sum"]) == (400, 4 * 5050)
+    assert latency["latency:max"] == 100
+    assert latency["latency:p90"] == pytest.approx(90, rel=0.01)  # rank 359 of 0..399
+    # Each run set the gauge to 200 and moved it by -1: the last value counted.
+    assert totals(["node"], "queue:last")["queue:last"] == 199
 
 
 _lines = st.builds(
     lambda name, value, kind, extra: f"{name}:{value}|{kind}{extra}",
     st.sampled_from(["a.b", "shop.checkout.paid", "x", "a..b", "web.visitors", "r-t.2xx"]),
-    st.sampled_from(["1", "2.5", "-3", "u1", "abc", ""]),
-    st.sampled_from(["c", "s", "g", "ms", "q"]),
+    st.sampled_from(["1", "2.5", "-3", "+4", "u1", "abc", "", "1:2:3"]),
+    st.sampled_from(["c", "s", "g", "ms", "h", "d", "q"]),
     st.sampled_from(["", "|@0.5", "|#country:uk,beta", "|T1789999000", "|@2", "|!x"]))
 
 

@@ -43,8 +43,8 @@ def test_a_wire_line_comes_out_as_the_event_it_was(settings):
 
 @pytest.mark.parametrize(("broken", "reason"), [
     (lambda good: good.replace("2\t", "3\t", 1), "not wire form 2"),
-    (lambda good: good + "\textra", "not a wire line of 10 fields"),
-    (lambda good: good.rsplit("\t", 1)[0], "not a wire line of 10 fields"),
+    (lambda good: good + "\textra", "not a wire line of 10 or 12 fields"),
+    (lambda good: good.rsplit("\t", 1)[0], "not a wire line of 10 or 12 fields"),
     (lambda good: _field(good, 3, "soon"), "received and at are numbers"),
     (lambda good: _field(good, 3, "inf"), "received and at are numbers"),
     (lambda good: _field(good, 2, "p\x07k"), "pk: too long or holds control characters"),

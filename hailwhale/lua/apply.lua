@@ -14,6 +14,14 @@
 --   H key expireat field US increment US field US increment ...
 --                                  HINCRBY each field; EXPIREAT when a field was new
 --   U key expireat uid US uid ...   PFADD; EXPIREAT when the HyperLogLog changed
+--   X key - min US max              a timing's sketch (made by its "H" line before): fields
+--                                  "<" and ">" lowered or raised to min and max
+--   G key ttl child US how US value US bucket US expireat US how US value ...
+--                                  a gauge's changes: key is the hash of the gauges' values
+--                                  now (child -> value), each bucket hash gets the child's
+--                                  value at the end of that bucket (EXPIREAT when the field
+--                                  is new), and the value now becomes the first one; "how"
+--                                  "=" is a value set, "+" one relative to the value now
 --   Z key ttl score US member ...   ZADD GT, EXPIRE
 --   M key ttl field US value ...    HSET, EXPIRE
 --   L key version pks              SET key version, when the set pks does not exist yet (a
@@ -144,6 +152,36 @@ for code, key, number, items in string.gmatch(ARGV[3], LINE) do
     if pfadd(key, uids) > 0 then
       redis.call("EXPIREAT", key, number)
     end
+  elseif code == "X" then
+    local low, high = string.match(items, "([^\31]+)\31([^\31]+)")
+    local known = redis.call("HMGET", key, "<", ">")
+    if not known[1] or tonumber(low) < tonumber(known[1]) then
+      redis.call("HSET", key, "<", low)
+    end
+    if not known[2] or tonumber(high) > tonumber(known[2]) then
+      redis.call("HSET", key, ">", high)
+    end
+  elseif code == "G" then
+    local parts = {}
+    for item in string.gmatch(items, "[^\31]+") do
+      parts[#parts + 1] = item
+    end
+    local child = parts[1]
+    local now = tonumber(redis.call("HGET", key, child) or "0")
+    local function value(how, given)
+      if how == "=" then
+        return given
+      end
+      -- 15 digits: what a double holds exactly in decimal, so 0.7 + 1 reads 1.7.
+      return string.format("%.15g", now + tonumber(given))
+    end
+    for j = 4, #parts - 3, 4 do
+      if redis.call("HSET", parts[j], child, value(parts[j + 2], parts[j + 3])) == 1 then
+        redis.call("EXPIREAT", parts[j], parts[j + 1])
+      end
+    end
+    redis.call("HSET", key, child, value(parts[2], parts[3]))
+    redis.call("EXPIRE", key, number)
   elseif code == "L" then
     if redis.call("EXISTS", items) == 0 then
       redis.call("SET", key, number)
