@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import webtest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hail.app import create_app as hail_app
 from hailwhale.buffer import Buffer
@@ -56,12 +57,13 @@ ENDPOINTS = [  # (weight, method, path)
     (2, "GET", "/nope"), (1, "GET", "/static/nope.js"), (1, "GET", "/count/extra"),
     (2, "OPTIONS", "/count"), (2, "HEAD", "/health"), (2, "PUT", "/count"),
     (1, "DELETE", "/batch"), (1, "PATCH", "/plotpoints"), (1, "BREW", "/count"),
-    (1, "POST", "/plotpoints"), (1, "GET", "/batch"),
+    (1, "POST", "/plotpoints"), (1, "GET", "/batch"), (2, "GET", "/prometheus"),
 ]
 WRITES = {"/count", "/count.gif", "/batch"}
 WHALE_ONLY = {"/batch", "/plotpoints", "/totals", "/dimensions", "/metrics", "/pks", "/periods",
               "/api"}
 PAGES = {"/"}  # Whale's dashboard: HTML by design
+TEXT = {"/prometheus"}  # Prometheus' text format by design
 
 
 def _deep(rng: random.Random, body: bool = False) -> str:
@@ -266,12 +268,15 @@ def test_fuzz_no_5xx_strict_json_nothing_stored_when_refused(which, redis_server
         if status >= 400:
             assert kind.startswith("application/json"), f"{where} -> {status} {kind}"
         if answer and not kind.startswith("image/gif") and \
-                not (path in PAGES and status == 200 and which == "whale"):
+                not (path in PAGES and status == 200 and which == "whale") and \
+                not (path in TEXT and status == 200):
             try:
                 _strict_json(answer)
             except ValueError as exc:
                 raise AssertionError(f"{where} -> {status}: not JSON ({exc}): "
                                      f"{answer[:300]!r}") from None
+        elif path in TEXT and status == 200 and method == "GET":
+            assert list(text_string_to_metric_families(answer.decode())), where
         if method != "GET" and method != "POST" or path not in WRITES:
             assert client.dbsize() == size, f"{where} -> {status} changed the store"
         elif status >= 400:
