@@ -126,7 +126,17 @@ $(function () {
 
   function loadMetrics() {
     api('/metrics', {pk: state.pk}).done(function (answer) {
-      var names = Object.keys(answer.metrics).sort();
+      // A timing is offered as the statistics most asked for; a gauge reads its last value.
+      var names = [];
+      $.each(Object.keys(answer.metrics).sort(), function (_, name) {
+        if (answer.metrics[name] === 'timing') {
+          $.each(['p50', 'p99', 'mean', 'count'], function (_, stat) {
+            names.push(name + ':' + stat);
+          });
+        } else {
+          names.push(name);
+        }
+      });
       var $chips = $('#metric-chips').empty();
       $('#known-metrics').empty().append($.map(names, function (name) {
         return $('<option></option>').attr('value', name);
@@ -169,7 +179,9 @@ $(function () {
     $.each(order, function (_, key) {
       var $row = $('<tr></tr>').append($('<td></td>').text(rows[key].label));
       $.each(metrics, function (_, m) {
-        $row.append($('<td></td>').text($.fn.hailwhale.formatNumber(rows[key].values[m] || 0)));
+        var value = rows[key].values[m];  // null: no value in the window (a gauge, a p99)
+        $row.append($('<td></td>').text(value === null ? '–' :
+                                         $.fn.hailwhale.formatNumber(value || 0)));
       });
       $body.append($row);
     });

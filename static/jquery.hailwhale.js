@@ -177,11 +177,15 @@
     this.series = $.map(answer.series, function (s) {
       var axis = $.inArray(s.metric, metrics) + 1;
       var child = s.dimension.length > depth0;
+      // null is a bucket with no value (a gauge before its first, a timing's empty bucket):
+      // flot leaves a gap, and a value between two gaps would draw nothing, so such series
+      // mark their points too.
+      var gaps = $.grep(s.data, function (point) { return point[1] === null; }).length > 0;
       return {
         label: s.label, data: s.data, dimension: s.dimension, metric: s.metric,
         total: s.total, yaxis: Math.max(1, axis),
-        lines: {show: true, lineWidth: child ? 1.5 : 2.5, fill: child ? false : 0.08},
-        shadowSize: 0
+        lines: {show: true, lineWidth: child ? 1.5 : 2.5, fill: gaps || child ? false : 0.08},
+        points: {show: gaps, radius: 2}, shadowSize: 0
       };
     });
     if (this.plot) {

@@ -151,6 +151,27 @@ def test_tooltip_shows_the_value_under_the_pointer(page, whale):
     assert page.problems == []
 
 
+def test_timings_and_gauges_are_offered_and_drawn(page, whale):
+    """A timing's percentiles and a gauge's value, drawn like any metric; a window before
+    the gauge's first value is a gap (null), shown as a dash in the totals."""
+    for ms in (12, 15, 40, 900):
+        whale.count(dimensions="api", metrics=json.dumps({"latency": {"timing": ms}}))
+    whale.count(dimensions="api", metrics='{"queue": {"gauge": 7}}')
+    whale.count(dimensions="web", metrics='{"latency": {"timing": 30}}')
+    open_dashboard(page, whale, metrics=["latency:p99", "queue"], since="15m", depth=1,
+                   threshold=0)
+    drawn = {(s["label"]): s["total"] for s in series(page)}
+    assert drawn["Overall: queue"] == 7 and drawn["api: queue"] == 7
+    assert abs(drawn["Overall: latency:p99"] - 40) <= 0.4  # rank 2 of 0..3, within 1%
+    assert inked_pixels(page) > 1_000
+    chips = [a.get_attribute("data-metric") for a in page.locator("#metric-chips a").all()]
+    assert {"latency:p50", "latency:p99", "latency:mean", "queue"} <= set(chips)
+    rows = [r.split("\t") for r in page.locator("#totals tbody tr").all_inner_texts()]
+    by_label = {row[0]: row[1:] for row in rows}
+    assert by_label["web"][1] == "–"  # no queue gauge was ever set under web
+    assert page.problems == []
+
+
 def test_new_events_show_up_on_the_next_live_update(page, whale):
     open_dashboard(page, whale, metrics=["dollars"], since="1h", live=1)
     whale.count(dimensions="partnerships", metrics='{"dollars": 5000}')
