@@ -99,6 +99,50 @@ _DOCUMENT = {"get": _operation("This document", answer={
     "description": "the OpenAPI document", "content": {"application/json": {
         "schema": {"type": "object"}}}}, errors=False)}
 
+# Graphite's render and find API, for Grafana (README: "Grafana (Graphite data source)"):
+# GET, or POST with the same parameters as a form, as Grafana sends them.
+_TIMES = [_param("from", "the window's start: unix seconds, -1h, now-7d, HH:MM_YYYYMMDD... "
+                 "(default -1d)"),
+          _param("until", "the window's end (default now)"),
+          _param("tz", "the time zone of from and until (default TIMEZONE)")]
+_RENDER = [_param("target", "a Graphite target, repeated: a path such as shop.web.*.hits or "
+                  "functions of paths (sumSeries, divideSeries, scale, alias, aliasByNode, "
+                  "summarize, constantLine...)"),
+           _param("target[]", "alias of target"), *_TIMES,
+           _param("format", "json (the only one)"),
+           _param("maxDataPoints", "at most this many points a series: adjacent buckets "
+                  "merged", {"type": "integer"}),
+           _param("noNullPoints", "leave out null points"), _TOKEN]
+_FIND = [_param("query", "a pattern of dotted paths, pk first: *, shop.*, shop.{web,api}.*"),
+         *_TIMES, _param("format", "treejson (the only one)"),
+         _param("leavesOnly", "1: metrics only"), _TOKEN]
+_EXPAND = [_param("query", "a pattern (repeated)"), *_TIMES,
+           _param("leavesOnly", "1: metrics only"),
+           _param("groupByExpr", "1: the results by pattern"), _TOKEN]
+
+
+def _graphite(summary: str, parameters: list[dict]) -> dict:
+    form = {"required": False, "description": "the same parameters as a form",
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    return {"get": _operation(summary, parameters),
+            "post": {**_operation(summary, parameters), "requestBody": form}}
+
+
+_GRAPHITE = {
+    "/render": _graphite("Graphite's render: [{target, datapoints: [[value, time], ...]}]",
+                         _RENDER),
+    "/metrics/find": _graphite("Graphite's find: the nodes a pattern matches, "
+                               "[{text, id, leaf, expandable, allowChildren}]", _FIND),
+    "/metrics/expand": _graphite('Graphite\'s expand: {"results": [paths]}', _EXPAND),
+    "/functions": {"get": _operation("The Graphite functions /render knows, as Graphite "
+                                     "lists them", errors=False)},
+    "/version": {"get": _operation("The Graphite API version answered", errors=False)},
+    "/tags/autoComplete/tags": {"get": _operation("Graphite tags: none (Grafana asks)",
+                                                  errors=False)},
+    "/tags/autoComplete/values": {"get": _operation("Graphite tag values: none",
+                                                    errors=False)},
+}
+
 PATHS: dict[str, dict[str, dict]] = {
     "whale": {
         "/count": _COUNT,
@@ -136,6 +180,7 @@ PATHS: dict[str, dict[str, dict]] = {
         "/static/vendor/{name}": {"get": _operation(
             "jQuery and flot", [{"name": "name", "in": "path", "required": True,
                                  "schema": {"type": "string"}}], answer=_FILE, errors=False)},
+        **_GRAPHITE,
     },
     "hail": {
         "/count": _COUNT,

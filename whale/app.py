@@ -41,6 +41,7 @@ from hailwhale_web.plumbing import (
 )
 
 from . import assets
+from . import graphite as graphite_api
 
 log = logging.getLogger("hailwhale.whale")
 
@@ -137,6 +138,7 @@ def create_app(store: Store, settings: Settings | None = None,
 
     app.get("/plotpoints", callback=read(queries.plotpoints))
     app.get("/totals", callback=read(queries.totals))
+    graphite_api.install(app, store, settings, guard, slots, clock)  # Grafana's Graphite
 
     @app.get("/dimensions")
     @handled
@@ -200,7 +202,9 @@ def create_app(store: Store, settings: Settings | None = None,
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
                           "/dimensions", "/metrics", "/pks", "/periods", "/health", "/",
-                          "/static/jquery.hailwhale.js", "/openapi.json", "/prometheus"],
+                          "/static/jquery.hailwhale.js", "/openapi.json", "/prometheus",
+                          "/render", "/metrics/find", "/metrics/expand", "/functions",
+                          "/version"],
         })
 
     @app.get("/")
