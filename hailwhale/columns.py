@@ -162,6 +162,36 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
          f"metrics: a value is not a number of at most {MAX_VALUE:.0e}"),
         ((pl.col("uniques").list.len() == 0) | (pl.col("uid") != ""),
          "uid: a unique metric needs a uid"),
+        (pl.col("at") <= now + settings.future_skew,
+         f"at: more than {settings.future_skew}s in the future"),
+        (pl.col("at") > now - longest, "at: older than every period's retention"),
+    ]
+    if (table["version"] == VERSION_KINDS).any():
+        rules[-2:-2] = _kind_rules()  # only for batches holding gauges or timings: they cost
+    reason = pl.lit(None, pl.String)
+    for rule, why in reversed(rules):
+        reason = pl.when(rule.fill_null(False)).then(reason).otherwise(pl.lit(why))
+    table = table.with_columns(reason=reason)
+    # The exact retention rule (a bucket's end plus the retention, daily periods in the
+    # configured zone) for the lines the quick bound above let through.
+    ats = table.filter(pl.col("reason").is_null())["at"].unique().to_list()
+    stale = [at for at in ats if not any(p.keeps(at, now, settings.tz) for p in settings.periods)]
+    if stale:
+        table = table.with_columns(reason=pl.when(pl.col("at").is_in(stale)
+                                                  & pl.col("reason").is_null())
+                                   .then(pl.lit("at: older than every period's retention"))
+                                   .otherwise(pl.col("reason")))
+    bad = table.filter(pl.col("reason").is_not_null())
+    rejected = [{"index": index, "error": f"wire: {why}"}
+                for index, why in zip(bad["index"], bad["reason"], strict=True)]
+    accepted = table.filter(pl.col("reason").is_null()).with_columns(
+        pl.col("pk").fill_null(""), pl.col("uid").fill_null("")).select(list(SCHEMA))
+    return accepted.cast(SCHEMA), rejected
+
+
+def _kind_rules() -> list[tuple[pl.Expr, str]]:
+    """The rules of gauges and timings (wire form 3), each with its reason."""
+    return [
         (pl.col("gauges").list.eval(pl.element().str.contains(_GAUGE_ITEM)).list.all()
          & pl.col("gauges").list.eval(_value(pl.element().str.extract(
              f"[=+]({_NUMBER})$", 1))).list.all(),
@@ -182,29 +212,7 @@ def _check_lines(items: Sequence[str], settings: Settings, now: float
         (pl.concat_list([_names("gauges"), _names("timings")]).list.eval(
             (pl.element().str.len_chars() <= _MAX_METRIC_NAME) & (pl.element() != "hits"))
          .list.all(), "metrics: a gauge or timing name is too long, or hits"),
-        (pl.col("at") <= now + settings.future_skew,
-         f"at: more than {settings.future_skew}s in the future"),
-        (pl.col("at") > now - longest, "at: older than every period's retention"),
     ]
-    reason = pl.lit(None, pl.String)
-    for rule, why in reversed(rules):
-        reason = pl.when(rule.fill_null(False)).then(reason).otherwise(pl.lit(why))
-    table = table.with_columns(reason=reason)
-    # The exact retention rule (a bucket's end plus the retention, daily periods in the
-    # configured zone) for the lines the quick bound above let through.
-    ats = table.filter(pl.col("reason").is_null())["at"].unique().to_list()
-    stale = [at for at in ats if not any(p.keeps(at, now, settings.tz) for p in settings.periods)]
-    if stale:
-        table = table.with_columns(reason=pl.when(pl.col("at").is_in(stale)
-                                                  & pl.col("reason").is_null())
-                                   .then(pl.lit("at: older than every period's retention"))
-                                   .otherwise(pl.col("reason")))
-    bad = table.filter(pl.col("reason").is_not_null())
-    rejected = [{"index": index, "error": f"wire: {why}"}
-                for index, why in zip(bad["index"], bad["reason"], strict=True)]
-    accepted = table.filter(pl.col("reason").is_null()).with_columns(
-        pl.col("pk").fill_null(""), pl.col("uid").fill_null("")).select(list(SCHEMA))
-    return accepted.cast(SCHEMA), rejected
 
 
 def _items(column: str) -> pl.Expr:
@@ -229,6 +237,8 @@ def _kinds_of(events: pl.DataFrame) -> list[tuple[str, str, str]]:
     found = []
     for column, kind in (("names", SUM), ("uniques", UNIQUE), ("gauges", GAUGE),
                          ("timings", TIMING)):
+        if kind in (GAUGE, TIMING) and not events[column].list.len().sum():
+            continue  # most batches have none
         named = events.select("pk", _names(column) if kind in (GAUGE, TIMING)
                               else pl.col(column))
         found += [(pk, name, kind) for pk, name in named.explode(column).drop_nulls()
