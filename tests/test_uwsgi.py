@@ -294,6 +294,33 @@ def test_events_through_hail_and_hailwail_are_counted_once_by_whale(deployment):
     assert len(series["sales: dollars"]["data"]) >= 3600 // 15  # every bucket of the hour
 
 
+def test_gauges_and_timings_through_hail_and_hailwail_under_uwsgi(deployment):
+    """Issue 11, part 2, as a user sends them: events with timings and gauges into Hail's
+    uWSGI (GET and a POST batch), drained by a real hailwail, read from Whale's uWSGI."""
+    hail, whale, pk = deployment.hail_url, deployment.whale_url, "uwsgi-kinds"
+    samples = [float(ms) for ms in range(1, 201)]
+    batch = [{"pk": pk, "dimensions": ["eu", "de" if ms % 2 else "fr"],
+              "metrics": {"latency": {"timing": ms}}} for ms in samples]
+    answer = requests.post(f"{hail}/count", data=json.dumps(batch), timeout=10)
+    assert answer.json() == {"ok": True, "accepted": 200}, answer.text
+    for change in ('{"queue": {"gauge": 40}}', '{"queue": {"delta": -3}}'):
+        answer = requests.get(f"{hail}/count", timeout=10, params={
+            "pk": pk, "dimensions": '["eu", "de"]', "metrics": change})
+        assert answer.status_code == 200, answer.text
+    moved = deployment.hailwail()
+    assert moved.returncode == 0, moved.stderr
+    answer = requests.get(f"{whale}/totals", timeout=10, params={
+        "pk": pk, "dimensions": "eu", "depth": 1, "threshold": 0,
+        "metrics": "latency:count,latency:max,latency:p50,latency:p99,queue"})
+    assert answer.status_code == 200, answer.text
+    rows = {tuple(row["dimension"]): row["totals"] for row in answer.json()["totals"]}
+    assert rows[("eu",)]["latency:count"] == 200 and rows[("eu",)]["latency:max"] == 200
+    assert rows[("eu",)]["latency:p50"] == pytest.approx(100, rel=0.01)  # rank 99 of 0..199
+    assert rows[("eu",)]["latency:p99"] == pytest.approx(198, rel=0.01)  # rank 197
+    assert rows[("eu", "de")]["latency:count"] == 100
+    assert rows[("eu", "de")]["queue"] == 37 and rows[("eu", "fr")]["queue"] is None
+
+
 def test_bad_input_is_a_400_through_uwsgi(deployment):
     hail, whale = deployment.hail_url, deployment.whale_url
     waiting = requests.get(f"{hail}/health", timeout=10).json()["waiting"]
