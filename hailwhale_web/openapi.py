@@ -20,8 +20,8 @@ _EVENT = [
     _param("dimensions", 'where the event is counted: a name ("services"), a JSON list '
            '(a hierarchy), or a JSON object (nesting; several keys are several branches)'),
     _param("dimension", "alias of dimensions"),
-    _param("metrics", 'a JSON object of metric name -> number, or "is_unique"; every '
-           "event also counts hits: 1"),
+    _param("metrics", 'a JSON object of metric name -> number, "is_unique", {"gauge": n}, '
+           '{"delta": n} or {"timing": n or [n, ...]}; every event also counts hits: 1'),
     _param("metric", "alias of metrics"),
     _param("pk", "a namespace (default: the default pk)"),
     _param("category", "alias of pk"),
@@ -36,7 +36,7 @@ _QUERY = [
            "overall root)"),
     _param("dimension", "alias of dimensions"),
     _param("metrics", "metrics or formulas, comma separated or a JSON list "
-           "(dollars,dollars/hits; default: hits)"),
+           "(dollars,dollars/hits,latency:p99,cpu:last; default: hits)"),
     _param("metric", "alias of metrics"),
     _param("period", "a configured period's name or interval:retention (default: the "
            "first period)"),
