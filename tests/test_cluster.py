@@ -42,6 +42,18 @@ def test_counting_and_queries_on_a_cluster(cluster_store, clock):
     assert len(nodes) > 1
 
 
+def test_gauges_and_timings_on_a_cluster(cluster_store, clock):
+    app = webtest.TestApp(create_app(cluster_store, clock=clock))
+    for host, ms in (("h1", 10), ("h2", 30), ("h1", 20)):
+        app.get("/count", {"dimensions": f'["hosts", "{host}"]', "metrics":
+                           f'{{"latency": {{"timing": {ms}}}, "load": {{"delta": {ms}}}}}'})
+    rows = app.get("/totals", {"metrics": "latency:count,latency:max,load", "depth": 2,
+                               "threshold": 0}).json["totals"]
+    found = {tuple(row["dimension"]): row["totals"] for row in rows}
+    assert found[()] == {"latency:count": 3, "latency:max": 30, "load": 60}
+    assert found[("hosts", "h1")] == {"latency:count": 2, "latency:max": 20, "load": 30}
+
+
 def test_a_batch_id_is_applied_once_per_slot_on_a_cluster(cluster_store, settings, clock):
     raws = [{"pk": f"pk{n}", "dimensions": ["a", f"b{n}"]} for n in range(20)]
     batch = aggregate([parse_event(r, settings, clock.now) for r in raws], settings.periods,
