@@ -153,8 +153,8 @@ def _stat(reading_value, kind: str, stat: str | None):
     return reading_value
 
 
-def _columns(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[str, str],
-             length: int) -> dict[str, list]:
+def _columns(formula: Formula, readings: Mapping[str, Reading],
+             kinds: Mapping[str, str]) -> dict[str, list]:
     """Each name of ``formula`` (``latency:p99`` ...) as its values bucket by bucket."""
     columns = {}
     for ref in formula.names:
@@ -172,7 +172,7 @@ def values_of(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[
               length: int) -> list:
     """The formula's value in each of ``length`` buckets of one series' ``readings`` (as
     ``read_selection`` gives them, with the metrics' ``kinds``)."""
-    return formula.evaluate_each(_columns(formula, readings, kinds, length), length)
+    return formula.evaluate_each(_columns(formula, readings, kinds), length)
 
 
 def _total(formula: Formula, readings: Mapping[str, Reading], kinds: Mapping[str, str]):

@@ -417,9 +417,10 @@ class Store:
     ) -> dict[Path, dict[str, Reading]]:
         """Every bucket of ``ordinals`` for each path and metric, in one round trip.
 
-        ``metrics`` maps a metric name to its kind (``sum`` or ``unique``). With
-        ``buckets=False`` the readings of summed metrics hold only their totals (``values``
-        empty): all that ranking many children needs, without a list per child."""
+        ``metrics`` maps a metric name to its kind (``sum``, ``unique``, ``gauge`` or
+        ``timing``: see Reading). With ``buckets=False`` the readings of summed metrics hold
+        only their totals (``values`` empty): all that ranking many children needs, without
+        a list per child."""
         sums = [metric for metric, kind in metrics.items()
                 if kind not in (UNIQUE, GAUGE, TIMING)] if ordinals else []
         # Each bucket of a summed metric is one hash per parent, holding all its children:
@@ -493,8 +494,7 @@ class Store:
             for (path, metric), reply in zip(before, earlier, strict=True):
                 known = [value for value in reply if value is not None]
                 opening = float(known[-1]) if known else None
-                result[path][metric] = _gauge_reading(
-                    [raw for raw in result[path][metric].values], opening)
+                result[path][metric] = _gauge_reading(result[path][metric].values, opening)
         for path in paths:  # every metric over an empty window
             for metric in metrics:
                 result[path].setdefault(metric, Reading([], 0))
