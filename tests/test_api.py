@@ -81,6 +81,19 @@ def test_dataset_points_are_bucket_starts(store, settings):
     assert stamp.minute == 0 and stamp.second == 0
 
 
+def test_timings_and_gauges_through_the_python_api(store):
+    api = HailWhale(store)
+    for ms in (100, 200, 300, 400):
+        api.log(["checkout", "eu"], {"latency": {"timing": ms}})
+    api.log(["checkout", "eu"], {"cpu": {"gauge": 0.25}})
+    points = api.dataset(["checkout"], value="latency:max")
+    assert [v for _, v in points if v is not None] == [400]
+    assert points[0][1] is None  # a bucket without samples has no maximum: a gap
+    by_child = api.dataset(["checkout"], value="latency:count", depth=1)
+    assert sum(v for _, v in by_child["eu"]) == 4
+    assert api.dataset(["checkout", "eu"], value="cpu:last")[-1][1] == 0.25
+
+
 def test_log_refuses_bad_input_and_stores_nothing(store):
     api = HailWhale(store)
     with pytest.raises(BadRequest, match="metrics.dollars"):
