@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from hailwhale import wire
+from hailwhale import telemetry, wire
 from hailwhale.auth import ANY_PK, ServiceToken, issue
 from hailwhale.batches import count_events
 from hailwhale.buffer import Buffer
@@ -142,7 +142,8 @@ def run(settings: Settings, host: str, port: int, redis_url: str | None, data_di
     buffer = Buffer(connect(buffer_url))
     whale = make(whale_app(store, settings), host, port)
     hail = make(hail_app(buffer.push, settings, lambda: buffer.stats().as_dict(),
-                         encode=lambda raw, event, received: wire.encode(event, received)),
+                         encode=lambda raw, event, received: wire.encode(event, received),
+                         facts=[telemetry.BufferFacts(buffer)]),
                 host, port + 1 if port else 0)
     whale_url = f"http://{host}:{whale.server_port}"
     hail_url = f"http://{host}:{hail.server_port}"
