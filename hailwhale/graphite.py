@@ -287,7 +287,10 @@ def resolve(tree: _Tree, text: str, settings: Settings) -> list[Resolved]:
     glob = compile_glob(last, tree.param) if is_glob(last) else None
     metric = None if glob else _metric(last, tree.param)
     found = []
-    for pk, path, via_glob in _prefixes(tree, segments[:-1], settings, listing=False):
+    # A pattern lists what exists (its explicit names too, as /metrics/find); an explicit
+    # path reads as /plotpoints does, zeros where nothing was counted.
+    listing = any(map(is_glob, segments))
+    for pk, path, via_glob in _prefixes(tree, segments[:-1], settings, listing):
         if not tree.grant.covers_path(path):
             if via_glob or glob:
                 continue  # a glob sees only what the token covers
@@ -301,10 +304,20 @@ def resolve(tree: _Tree, text: str, settings: Settings) -> list[Resolved]:
 
 def nodes(store: Store, grant: auth.Grant, settings: Settings, pattern: str,
           since: float | None = None, param: str = "query") -> list[Node]:
-    """The nodes a /metrics/find pattern matches: branches first, then leaves, each sorted."""
+    """The nodes a /metrics/find pattern matches: branches first, then leaves, each sorted,
+    and, as graphite-web's treejson, one of each name (``shop.*.hits`` lists ``hits`` once,
+    as the next segment to choose); a name that is both a dimension and a metric is listed
+    as each."""
     auth.require(grant, "read")
     tree = _Tree(store, grant, since, param)
-    return _nodes(tree, pattern, settings)
+    seen: set[tuple[str, bool]] = set()
+    listed = []
+    for node in _nodes(tree, pattern, settings):
+        key = (node.path.rpartition(".")[2], node.leaf)
+        if key not in seen:
+            seen.add(key)
+            listed.append(node)
+    return listed
 
 
 def _nodes(tree: _Tree, pattern: str, settings: Settings) -> list[Node]:
@@ -313,7 +326,8 @@ def _nodes(tree: _Tree, pattern: str, settings: Settings) -> list[Node]:
     *parents, last = segments
     glob = compile_glob(last, tree.param)
     if not parents:
-        return [Node(escape(pk), False) for pk in tree.pks() if glob.match(escape(pk))]
+        return [Node(written, False) for written in sorted(map(escape, tree.pks()))
+                if glob.match(written)]
     branches, leaves = {}, {}
     for pk, path, _ in _prefixes(tree, parents, settings, listing=True):
         base = join((pk, *path))
