@@ -46,6 +46,12 @@ GOOD = {
     "depth": ["0", "1", "2"], "threshold": ["0", "0.5", "1"], "limit": ["1", "10"],
     "sort": ["hits", "-dollars"], "since": ["10m", "1h", "today"], "until": ["now", ""],
     "period": ["15s:3h", "1h", "1d"],
+    # Graphite's render and find (whale/graphite.py), as Grafana writes them.
+    "target": ["shop.*.hits", "~.a.hits", 'aliasSub(constantLine(100), "(^.*$)", "\\1 A")',
+               "sumSeries(*.*.hits)", "divideSeries(~.d,~.hits)", "summarize(~.hits,'1h','max')",
+               "aliasByNode(shop.{a,b}.*, 1)", 'aliasSub(~.*, "(a+)+", "x")'],
+    "query": ["*", "shop.*", "~.*", "{shop,site}.*.*"], "from": ["-1h", "1700000000", "midnight"],
+    "maxDataPoints": ["1", "300"],
 }
 NAMES = [*GOOD, "dimension", "metric", "category", "token", "id", "events", "count", "_",
          "\ud800", "", "x" * 300]
@@ -58,10 +64,13 @@ ENDPOINTS = [  # (weight, method, path)
     (2, "OPTIONS", "/count"), (2, "HEAD", "/health"), (2, "PUT", "/count"),
     (1, "DELETE", "/batch"), (1, "PATCH", "/plotpoints"), (1, "BREW", "/count"),
     (1, "POST", "/plotpoints"), (1, "GET", "/batch"), (2, "GET", "/prometheus"),
+    (5, "POST", "/render"), (3, "GET", "/render"), (3, "POST", "/metrics/find"),
+    (2, "GET", "/metrics/find"), (2, "GET", "/metrics/expand"), (1, "GET", "/functions"),
+    (1, "GET", "/version"),
 ]
 WRITES = {"/count", "/count.gif", "/batch"}
 WHALE_ONLY = {"/batch", "/plotpoints", "/totals", "/dimensions", "/metrics", "/pks", "/periods",
-              "/api"}
+              "/api", "/render", "/metrics/find", "/metrics/expand", "/functions", "/version"}
 PAGES = {"/"}  # Whale's dashboard: HTML by design
 TEXT = {"/prometheus"}  # Prometheus' text format by design
 
