@@ -385,25 +385,26 @@ def render(store: Store, grant: auth.Grant, settings: Settings, targets: Sequenc
 
 def _read(store: Store, window: Window, wanted: Sequence[Resolved], tree: _Tree,
           budget: Budget | None) -> dict[Resolved, tuple]:
-    """Each series' points, read by /plotpoints' own code: one query per dimension path, its
-    metrics together (at most query.MAX_METRICS at a time)."""
-    by_place: dict[tuple[str, Path], list[Resolved]] = {}
+    """Each series' points, evaluated by /plotpoints' own code (query.values_by_path): one
+    read per pk and set of metrics, for all the dimension paths that ask for them."""
+    metrics_of: dict[tuple[str, Path], list[str]] = {}
     for r in wanted:
-        by_place.setdefault((r.pk, r.path), []).append(r)
+        metrics_of.setdefault((r.pk, r.path), []).append(r.metric)
+    groups: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
+    for (pk, path), metrics in metrics_of.items():
+        groups.setdefault((pk, tuple(metrics)), []).append(path)
     out: dict[Resolved, tuple] = {}
-    for (pk, path), group in by_place.items():
+    for (pk, metrics), paths_ in groups.items():
         kinds = tree.kinds(pk)
-        for start in range(0, len(group), queries.MAX_METRICS):
-            chunk = group[start:start + queries.MAX_METRICS]
-            query = queries.Query(pk, path, tuple(parse_formula(r.metric, "target")
-                                                  for r in chunk),
-                                  window.period, window.since, window.until)
-            try:
-                answer = queries.plotpoints(store, query, budget)
-            except BadRequest as exc:  # a statistic the metric's kind has not, say
-                raise BadRequest("target", exc.value, exc.reason) from None
-            for r, series in zip(chunk, answer["series"], strict=True):
-                name, stat = split_ref(r.metric)
+        try:
+            found = queries.values_by_path(
+                store, pk, paths_, [parse_formula(m, "target") for m in metrics],
+                window.period, window.since, window.until, budget)
+        except BadRequest as exc:  # a statistic the metric's kind has not, say
+            raise BadRequest("target", exc.value, exc.reason) from None
+        for path, columns in found.items():
+            for metric, values in zip(metrics, columns, strict=True):
+                name, stat = split_ref(metric)
                 how = consolidation(kinds.get(name, SUM), stat)
-                out[r] = window.consolidate([value for _, value in series["data"]], how)
+                out[Resolved(pk, path, metric)] = window.consolidate(values, how)
     return out
