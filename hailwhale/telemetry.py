@@ -328,12 +328,13 @@ def _forget_gone_processes(directory: Path) -> None:
 
 def _running(pid: int) -> bool:
     """Whether ``pid`` is still a process of this node: alive and, where /proc tells, a
-    child of the same master (a pid reused by another program is not)."""
+    child of the same master (a pid reused by another program is not; a killed worker the
+    master has not reaped yet, a zombie, is gone)."""
     if pid == os.getpid():
         return True
     if _MASTER and os.path.isdir("/proc/self"):
         fields = _proc_stat(pid)
-        return fields is not None and int(fields[1]) == _MASTER
+        return fields is not None and fields[0] != "Z" and int(fields[1]) == _MASTER
     return alive(pid)
 
 
