@@ -53,7 +53,7 @@ class Prometheus:
     def __init__(self, tmp_path: Path, targets: dict[str, str], token: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        (tmp_path / "token").write_text(token)
+        (tmp_path / "token").write_text(token)  # as `hailwhale token ... > file` writes it
         jobs = "".join(f"""
   - job_name: {job}
     metrics_path: /prometheus
@@ -165,9 +165,14 @@ def test_a_real_prometheus_scrapes_whale_and_hail_under_uwsgi(redis_server, tmp_
         for server in servers:
             server.wait_ready(f"{server.url}/health")
             server.wait_loaded(4)
-        reader = auth.issue(SECRET, "read", ["*"])  # what the README gives Prometheus
+        # The README's token for Prometheus, from the command it gives.
+        made = subprocess.run([str(BIN / "hailwhale"), "token", "--can", "read", "--pk", "*",
+                               "--expires", "never"], capture_output=True, text=True,
+                              env=clean_environ(HAILWHALE_SECRET=SECRET), timeout=30)
+        assert made.returncode == 0, made.stderr
+        reader = made.stdout.strip()
         prometheus = Prometheus(tmp_path, {"whale": whale.url[len("http://"):],
-                                           "hail": hail.url[len("http://"):]}, reader)
+                                           "hail": hail.url[len("http://"):]}, made.stdout)
         assert requests.get(f"{hail.url}/prometheus", timeout=10).status_code == 401
         writer = {"Authorization": f"Bearer {auth.issue(SECRET, 'write', ['*'])}"}
 
