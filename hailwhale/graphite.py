@@ -2,17 +2,18 @@
 source reads HailWhale with no plugin. The paths, targets and functions are pure
 (hailwhale.graphite_paths, graphite_targets, graphite_series); this module walks the store's
 tree (pks, children, metric names) as a token allows, and reads series through the query
-layer (hailwhale.query.plotpoints), so what ``/render`` answers is what ``/plotpoints`` does.
+layer (hailwhale.query.values_by_path, which evaluates as plotpoints does), so what
+``/render`` answers is what ``/plotpoints`` does.
 
-- **Paths**: ``pk.dimension....metric``, escapes as in hailwhale.graphite_paths. An explicit
-  path reads as ``/plotpoints`` would (zeros where nothing was counted); a glob expands over
-  what exists: the pks, each dimension's children (seen since the window's start), a pk's
-  metric names.
+- **Paths**: ``pk.dimension....metric``, escapes as in hailwhale.graphite_paths. A path
+  without a glob reads as ``/plotpoints`` would (zeros where nothing was counted); one with a
+  glob lists what exists, its explicit segments too: the pks, each dimension's children
+  (counted since the window's start), a pk's metrics.
 - **Tokens**: a read token of pk ``shop`` (below ``["web"]``) sees only those paths: globs
   skip what it does not cover (and walk through ``web``'s ancestors to reach it); an explicit
   path it does not cover is a 403.
 - **Period**: the finest configured period that still keeps ``from`` (and spans at most
-  MAX_BUCKETS buckets); ``maxDataPoints``: adjacent buckets summed into as few points.
+  MAX_BUCKETS buckets); ``maxDataPoints``: adjacent buckets merged into as few points.
 - **Bounds**: at most MAX_TARGETS targets, MAX_NODES names considered by globs, and
   MAX_QUERY_CELLS series x buckets read, spent from the query budget (heavy-query slots).
 """
