@@ -483,3 +483,22 @@ def test_grafanas_requests_through_uwsgi_with_a_secret(redis_server, tmp_path):
                              headers={"Content-Type": FORM}).status_code == 401
     finally:
         assert not whale.stop(), "uWSGI processes left running"
+
+
+def test_the_openapi_document_names_the_parameters_the_graphite_routes_read():
+    """As tests/test_openapi.py does for /count and /plotpoints."""
+    import inspect
+    import re
+
+    from hailwhale_web.openapi import document
+    from whale import graphite as routes
+
+    source = inspect.getsource(routes)
+    read = set(re.findall(r'params\.(?:get|all)\("([\w\[\]]+)"', source))
+    read |= set(re.findall(r'_flag\(params, "(\w+)"\)', source))
+    read |= {"noNullPoints", "token"}  # its presence alone; the token by Params.token()
+    spec = document("whale")["paths"]
+    documented = {name for path in ("/render", "/metrics/find", "/metrics/expand")
+                  for method in ("get", "post")
+                  for name in (p["name"] for p in spec[path][method]["parameters"])}
+    assert documented == read
