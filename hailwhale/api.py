@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from . import decisions
 from .batches import count_events
 from .config import Settings, load_settings
 from .dimensions import Path
@@ -104,3 +105,37 @@ class HailWhale:
         children = paths[1:]
         return {(child[-1] if depth == 1 else child[len(path):]): points(child)
                 for child in children}
+
+    @_default_on_class
+    def count_decision(self, pk: str, decision: str, option: str, dimensions=None,
+                       metrics: dict | None = None, at: float | datetime | None = None) -> None:
+        """Count the outcome of having shown ``option`` of ``decision`` to a visitor of
+        whom ``dimensions`` is known (``{'country': 'uk'}``): ``metrics`` such as
+        ``{'dollars': 5000, 'visitors': 1000}`` (hailwhale.decisions)."""
+        now = time.time()
+        raw = {"pk": pk, "decision": decision, "option": option, "dimensions": dimensions,
+               "metrics": metrics or {},
+               "at": at.timestamp() if isinstance(at, datetime) else at}
+        event = decisions.outcome({k: v for k, v in raw.items() if v is not None},
+                                  self.settings, now)
+        decisions.record(self.store, [event], now)
+
+    @_default_on_class
+    def decide(self, pk: str, decision: str, options: list, dimensions=None,
+               formula: str = "value/hits", period=None, test_idea_threshold: float = 0.05,
+               bad_idea_threshold: float = 0.05, rng=None) -> dict:
+        """Which of ``options`` to show a visitor of whom ``dimensions`` is known, to
+        maximise ``formula`` (``'dollars/visitors'``): ``{"option", "good", "bad", "test",
+        "scores"}``, as ``GET /decide`` answers (hailwhale.decisions)."""
+        params = {"pk": pk, "decision": decision, "options": list(options),
+                  "dimensions": dimensions, "metrics": formula,
+                  "period": find_period(self.settings.periods, tuple(period)
+                                        if isinstance(period, list) else period).name
+                  if period is not None else None,
+                  "test_idea_threshold": test_idea_threshold,
+                  "bad_idea_threshold": bad_idea_threshold}
+        answer = decisions.decide(self.store, {k: v for k, v in params.items()
+                                               if v is not None}, time.time(), rng)
+        # Options are names (strings or whole numbers): the one given is answered.
+        given = {str(option): option for option in options}
+        return {**answer, "option": given.get(answer["option"], answer["option"])}

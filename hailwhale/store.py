@@ -540,9 +540,11 @@ class Store:
             return dict(self.redis.hgetall(keys.metrics(pk)))
 
     def pks(self) -> list[str]:
-        """Every pk in use, sorted."""
+        """Every pk in use, sorted: those clients count into, not the key spaces of
+        decisions (hailwhale.decisions), whose names start with a control character that
+        no client's pk can hold."""
         with redis_errors():
-            return sorted(self.redis.smembers(keys.PKS))
+            return sorted(pk for pk in self.redis.smembers(keys.PKS) if pk[:1] >= " ")
 
     def layout(self) -> int:
         """The storage layout of this store's counters: keys.LAYOUT, or an earlier one whose

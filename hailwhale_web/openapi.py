@@ -143,6 +143,28 @@ _GRAPHITE = {
                                                     errors=False)},
 }
 
+# Decisions (README: "Decisions").
+_DECISION = [_param("pk", "the namespace"), _param("category", "alias of pk"),
+             _param("decision", "the decision's name")]
+_COUNT_DECISION = [*_DECISION, _param("option", "the option that was shown"),
+                   _param("dimensions", "what is known about the visitor (as /count's)"),
+                   _param("dimension", "alias of dimensions"),
+                   _param("metrics", 'the outcome, as /count\'s numbers: {"dollars": 50}'),
+                   _param("metric", "alias of metrics"),
+                   _param("at", "the outcome's time (default: now)"), _TOKEN]
+_DECIDE = [*_DECISION, _param("options", 'the options, a JSON list: ["a", "b"]'),
+           _param("dimensions", "what is known about the visitor"),
+           _param("dimension", "alias of dimensions"),
+           _param("metrics", "what to maximise: m/n or one metric per event (default "
+                  "value/hits)"), _param("metric", "alias of metrics"),
+           _param("period", "the period read (default: the last configured)"),
+           _param("since", "the window's start (default: the period's retention)"),
+           _param("until", "the window's end (default: now)"),
+           _param("test_idea_threshold", "the chance of trying a test option (0.05)",
+                  {"type": "number"}),
+           _param("bad_idea_threshold", "the chance of a bad option (0.05)",
+                  {"type": "number"}), _TOKEN]
+
 PATHS: dict[str, dict[str, dict]] = {
     "whale": {
         "/count": _COUNT,
@@ -165,6 +187,10 @@ PATHS: dict[str, dict[str, dict]] = {
         "/metrics": {"get": _operation("A pk's metric names and their kinds",
                                        [_param("pk", "the namespace"), _TOKEN])},
         "/pks": {"get": _operation("The pks (those a read token covers)", [_TOKEN])},
+        "/count_decision": {"get": _operation(
+            "Count the outcome of having shown an option of a decision", _COUNT_DECISION)},
+        "/decide": {"get": _operation(
+            "The option to show a visitor, each option's class and score", _DECIDE)},
         "/periods": {"get": _operation("The configured periods", errors=False)},
         "/health": _HEALTH,
         "/api": {"get": _operation("The endpoints, in short", errors=False)},

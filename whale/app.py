@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import bottle
 
-from hailwhale import auth, columns, keys, telemetry, wire  # noqa: F401 (columns: at start)
+from hailwhale import auth, columns, decisions, keys, telemetry, wire  # noqa: F401 (columns)
 from hailwhale import query as queries
 from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch, count_events, count_lines
@@ -159,6 +159,29 @@ def create_app(store: Store, settings: Settings | None = None,
         auth.require(grant, "read", pk)
         return json_answer({"pk": pk, "metrics": store.metric_kinds(pk)})
 
+    @app.get("/count_decision")
+    @handled
+    def count_decision():
+        """The outcome of having shown ``option`` of ``decision`` to a visitor (hailwhale.
+        decisions): a write token covering the pk (and, with a prefix, the decision)."""
+        params = query_params()
+        grant = guard.grant(params)
+        event = decisions.outcome(params, settings, clock())
+        auth.require(grant, "write", event.pk[len(decisions.DECISIONS):], event.branches)
+        return json_answer({"ok": True, "counted": decisions.record(store, [event], clock())})
+
+    @app.get("/decide")
+    @handled
+    def decide():
+        """Which option of ``decision`` to show a visitor: a read token of the pk."""
+        params = query_params()
+        grant = guard.grant(params)
+        pk = str(params.get("pk", params.get("category")) or "")
+        decision = params.get("decision")
+        auth.require(grant, "read", pk, [(decision,)] if isinstance(decision, str) else [()])
+        bottle.response.set_header("Cache-Control", "no-store")
+        return json_answer(decisions.decide(store, params, clock()))
+
     @app.get("/pks")
     @handled
     def pks():
@@ -201,7 +224,8 @@ def create_app(store: Store, settings: Settings | None = None,
         return json_answer({
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
-                          "/dimensions", "/metrics", "/pks", "/periods", "/health", "/",
+                          "/dimensions", "/metrics", "/pks", "/count_decision", "/decide",
+                          "/periods", "/health", "/",
                           "/static/jquery.hailwhale.js", "/openapi.json", "/prometheus",
                           "/render", "/metrics/find", "/metrics/expand", "/functions",
                           "/version"],
