@@ -222,12 +222,12 @@ def decide(store: Store, params: Mapping, now: float, rng: random.Random | None 
     settings = store.settings
     known = {"pk", "category", "decision", "options", "dimensions", "dimension", "metrics",
              "metric", "period", "since", "until", "test_idea_threshold",
-             "bad_idea_threshold"}
+             "bad_idea_threshold", "record"}
     unknown = sorted(k for k in params if k not in known and not str(k).startswith("_"))
     if unknown:
         raise BadRequest(unknown[0], params[unknown[0]], "unknown parameter; use pk, "
                          "decision, options, dimensions, metrics, period, since, until, "
-                         "test_idea_threshold, bad_idea_threshold")
+                         "test_idea_threshold, bad_idea_threshold, record")
     pk = _pk(params.get("pk", params.get("category")), settings)
     decision = _required_name(params, "decision", settings)
     options = _options(params.get("options"), settings)
@@ -252,7 +252,7 @@ def decide(store: Store, params: Mapping, now: float, rng: random.Random | None 
     recent = _chosen(store, pk, decision, options, now)
     for option in options:
         scores[option]["chosen_recently"] = recent.get(option, 0)
-    if record:
+    if record and str(params.get("record", "1")).lower() not in ("0", "false", "no"):
         count_choice(store, pk, decision, chosen, now)
     return {"pk": pk, "decision": decision, "option": chosen,
             "good": [o for o in options if scores[o]["class"] == GOOD],
@@ -260,6 +260,13 @@ def decide(store: Store, params: Mapping, now: float, rng: random.Random | None 
             "test": [o for o in options if scores[o]["class"] == TEST],
             "metrics": f"{numerator}/{denominator}", "period": period.name,
             "scores": scores}
+
+
+def listed(store: Store, pk: str) -> dict:
+    """``/decisions``: the decisions of ``pk`` and the options each has outcomes for."""
+    return {"pk": pk, "decisions": {
+        decision: store.children(DECISIONS + pk, (decision,))
+        for decision in store.children(DECISIONS + pk, ())}}
 
 
 def _options(value, settings: Settings) -> list[str]:

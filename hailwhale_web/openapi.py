@@ -163,7 +163,8 @@ _DECIDE = [*_DECISION, _param("options", 'the options, a JSON list: ["a", "b"]')
            _param("test_idea_threshold", "the chance of trying a test option (0.05)",
                   {"type": "number"}),
            _param("bad_idea_threshold", "the chance of a bad option (0.05)",
-                  {"type": "number"}), _TOKEN]
+                  {"type": "number"}),
+           _param("record", "0: do not count this answer as a choice (dashboards)"), _TOKEN]
 
 PATHS: dict[str, dict[str, dict]] = {
     "whale": {
@@ -191,6 +192,8 @@ PATHS: dict[str, dict[str, dict]] = {
             "Count the outcome of having shown an option of a decision", _COUNT_DECISION)},
         "/decide": {"get": _operation(
             "The option to show a visitor, each option's class and score", _DECIDE)},
+        "/decisions": {"get": _operation("A pk's decisions and the options of each", [
+            _param("pk", "the namespace"), _param("category", "alias of pk"), _TOKEN])},
         "/periods": {"get": _operation("The configured periods", errors=False)},
         "/health": _HEALTH,
         "/api": {"get": _operation("The endpoints, in short", errors=False)},
@@ -199,6 +202,10 @@ PATHS: dict[str, dict[str, dict]] = {
         "/": {"get": _operation("The dashboard", answer={
             "description": "an HTML page", "content": {"text/html": {"schema": {
                 "type": "string"}}}}, errors=False)},
+        "/embed.js": {"get": _operation(
+            "One tag, a live graph: the script that loads jQuery, flot and the plugin and "
+            "draws where its tag stands (its data- attributes are the selection)",
+            answer=_FILE, errors=False)},
         "/static/{name}": {"get": _operation(
             "The jQuery plugin and the dashboard's files",
             [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

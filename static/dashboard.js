@@ -3,8 +3,10 @@
  * the address (#...), so a view can be bookmarked and shared.
  *
  * A HailWhale with a secret needs a read token: the first answer 401 or 403 shows a form
- * that keeps the token in localStorage. A share link /#token=<token> takes its token for
- * this tab only (sessionStorage, preferred), and drops it from the address. */
+ * that keeps the token in localStorage. A share link /#token=<token>&view=<the view> takes
+ * its token for this tab only (sessionStorage, preferred), drops it from the address and
+ * opens that view; "share" makes such a link for the view shown, and the embed.js tag that
+ * draws it on any page. */
 $(function () {
   'use strict';
 
@@ -18,13 +20,15 @@ $(function () {
   var $graph = $('#graph');
 
   function takeSharedToken() {
-    var match = /^#token=([^&]+)$/.exec(window.location.hash);
+    var match = /^#token=([^&]+)(?:&view=(.*))?$/.exec(window.location.hash);
     if (!match) { return; }
     try {
       window.sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     } catch (e) { /* no storage: the token is gone with the address */ }
-    // Out of the visible address (and of what is copied from it, and of the history).
-    window.history.replaceState(null, '', window.location.pathname + window.location.search);
+    // Out of the visible address (and of what is copied from it, and of the history); the
+    // view stays, as the address of every view does.
+    window.history.replaceState(null, '', window.location.pathname + window.location.search +
+                                (match[2] ? '#' + match[2] : ''));
   }
 
   function storedToken(storage) {
@@ -61,6 +65,7 @@ $(function () {
 
   function writeHash() {
     window.history.replaceState(null, '', '#' + encodeURIComponent(JSON.stringify(state)));
+    if (!$('#share-panel').prop('hidden')) { showShare(); }
   }
 
   function api(path, params) {
@@ -84,7 +89,7 @@ $(function () {
     writeHash();
     $graph.hailwhale('option', graphOptions());
     if (changes.dimensions !== undefined || changes.pk !== undefined) { loadChildren(); }
-    if (changes.pk !== undefined) { loadMetrics(); }
+    if (changes.pk !== undefined) { loadMetrics(); loadDecisions(); }
     if (changes.metrics !== undefined) { markChips(); }
   }
 
@@ -232,6 +237,40 @@ $(function () {
       }
       loadChildren();
       loadMetrics();
+      loadDecisions();
+    });
+  }
+
+  // Decisions (README: "Decisions"): the pk's decisions, and for the one chosen its options'
+  // classes and scores as /decide answers them (record=0: looking is not choosing).
+  function loadDecisions() {
+    api('/decisions', {pk: state.pk}).done(function (answer) {
+      var names = Object.keys(answer.decisions).sort();
+      $('#decisions').prop('hidden', names.length === 0);
+      $('#decision').empty().append($.map(names, function (name) {
+        return $('<option></option>').attr('value', name).text(name);
+      }));
+      $('#decision').data('options', answer.decisions);
+      showDecision();
+    });
+  }
+
+  function showDecision() {
+    var name = $('#decision').val(), options = ($('#decision').data('options') || {})[name];
+    if (!name || !options || !options.length) { return; }
+    api('/decide', {pk: state.pk, decision: name, options: JSON.stringify(options),
+                    metrics: $.trim($('#decision-metrics').val()) || 'value/hits',
+                    record: 0}).done(function (answer) {
+      var $body = $('#decision-scores tbody').empty();
+      $.each(options, function (_, option) {
+        var score = answer.scores[option], beats = score.beats_others;
+        $body.append($('<tr></tr>').attr('data-option', option).addClass(score['class'])
+          .append($('<td></td>').text(option), $('<td></td>').text(score['class']),
+                  $('<td></td>').text($.fn.hailwhale.formatNumber(score.value)),
+                  $('<td></td>').text($.fn.hailwhale.formatNumber(score.denominator)),
+                  $('<td></td>').text(beats === null ? '–' : Math.round(beats * 100) + '%'),
+                  $('<td></td>').text(String(score.chosen_recently))));
+      });
     });
   }
 
@@ -257,6 +296,68 @@ $(function () {
     start();
   });
 
+  // What a token may do, read from its claims (not verified: Whale does that); a share link
+  // and an embed tag carry a read token only, never one that can write or administer.
+  function claims(text) {
+    try {
+      var part = text.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      while (part.length % 4) { part += '='; }
+      return JSON.parse(window.atob(part)) || {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function attribute(name, value) {
+    var text = String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    return ' data-' + name + (text.indexOf('"') < 0 ? '="' + text + '"'
+      : text.indexOf("'") < 0 ? "='" + text + "'" : '="' + text.replace(/"/g, '&quot;') + '"');
+  }
+
+  // The tag that draws this view on any page (README: "One tag: embed.js"), as text.
+  function embedTag(shared) {
+    var metrics = state.metrics.join(',').split(',').length === state.metrics.length
+      ? state.metrics.join(',') : JSON.stringify(state.metrics);
+    var tag = '<script src="' + window.location.origin + base + '/embed.js"' +
+      attribute('metrics', metrics);
+    if (state.pk) { tag += attribute('pk', state.pk); }
+    if (state.dimensions.length) { tag += attribute('dimensions', JSON.stringify(state.dimensions)); }
+    $.each(['period', 'since', 'depth', 'threshold'], function (_, name) {
+      if (state[name] !== '' && state[name] !== undefined) { tag += attribute(name, state[name]); }
+    });
+    if (!state.live) { tag += attribute('live', 'false'); }
+    if (shared) { tag += attribute('token', shared); }
+    return tag + '></script>';
+  }
+
+  function showShare() {
+    var can = token ? claims(token).can : '';
+    var shared = can === 'read' ? token : '';
+    var view = encodeURIComponent(JSON.stringify(state));
+    var link = window.location.origin + window.location.pathname +
+      (shared ? '#token=' + encodeURIComponent(shared) + '&view=' + view : '#' + view);
+    $('#share-link').val(link);
+    $('#share-embed').val(embedTag(shared));
+    $('#share-note').text(!token ? 'No token in either: this HailWhale asks for none.'
+      : shared ? 'Both carry your read token (pks: ' + (claims(token).pks || []).join(', ') +
+        '): whoever has the link or sees the page can read what it covers until it expires.'
+      : 'Your token is not a read token (it can ' + (can || 'do more') + '), so neither ' +
+        'carries it: make one with hailwhale token --can read --pk ' + (state.pk || "''") + '.');
+    $('#share-panel').prop('hidden', false);
+  }
+
+  $('#share').on('click', function (event) {
+    event.preventDefault();
+    if (!$('#share-panel').prop('hidden')) { $('#share-panel').prop('hidden', true); return; }
+    showShare();
+    $('#share-link').trigger('select');
+    if (window.navigator.clipboard && window.isSecureContext) {
+      window.navigator.clipboard.writeText($('#share-link').val()).then(function () {
+        $('#share-note').text($('#share-note').text() + ' The link is copied.');
+      }, function () { /* not allowed: it is selected, to copy by hand */ });
+    }
+  });
+
   start();
 
   $('#pk').on('change', function () { update({pk: $(this).val(), dimensions: []}); });
@@ -265,6 +366,7 @@ $(function () {
   $('#depth').on('change', function () { update({depth: Number($(this).val())}); });
   $('#threshold').on('change', function () { update({threshold: Number($(this).val())}); });
   $('#live').on('change', function () { update({live: $(this).prop('checked')}); });
+  $('#decision, #decision-metrics').on('change', showDecision);
   $('#metrics').on('change', function () { update({metrics: parseMetrics($(this).val())}); });
   $('#controls').on('submit', function (event) { event.preventDefault(); });
 });

@@ -172,6 +172,40 @@ def test_timings_and_gauges_are_offered_and_drawn(page, whale):
     assert page.problems == []
 
 
+def test_a_decision_shows_its_options_classes_and_choices(page, whale):
+    """Issue 12: the dashboard shows a decision, its options' classes, scores and how often
+    each was chosen; an option named like HTML is text."""
+    hostile = "<img src=x onerror=alert(1)>"
+    for option, dollars, visitors in (("a", 5000, 1000), ("b", 0, 2000), (hostile, 50, 10)):
+        answer = requests.get(f"{whale.url}/count_decision", timeout=5, params={
+            "decision": "slogan", "option": option,
+            "metrics": json.dumps({"dollars": dollars, "visitors": visitors})})
+        assert answer.ok, answer.text
+    for _ in range(3):  # three choices made by an application
+        requests.get(f"{whale.url}/decide", timeout=5, params={
+            "decision": "slogan", "options": json.dumps(["a", "b", hostile]),
+            "metrics": "dollars/visitors", "test_idea_threshold": 0,
+            "bad_idea_threshold": 0}).raise_for_status()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    open_dashboard(page, whale, metrics=["dollars"], since="1h")
+    page.wait_for_selector("#decisions:not([hidden])", timeout=10_000)
+    page.fill("#decision-metrics", "dollars/visitors")
+    page.dispatch_event("#decision-metrics", "change")
+    page.wait_for_function(
+        """() => $('#decision-scores tbody tr.good').length === 1""", timeout=10_000)
+    rows = [r.split("\t") for r in page.locator("#decision-scores tbody tr").all_inner_texts()]
+    by_option = {row[0]: row[1:] for row in rows}
+    assert by_option["a"][0] == "good" and by_option["a"][4] == "3"
+    assert by_option["b"][0] == "bad" and by_option[hostile][0] == "test"
+    assert page.locator("#decision-scores img").count() == 0 and dialogs == []
+    # Looking is not choosing: the dashboard's reads counted no choice.
+    again = requests.get(f"{whale.url}/decide", timeout=5, params={
+        "decision": "slogan", "options": '["a"]', "record": 0}).json()
+    assert again["scores"]["a"]["chosen_recently"] == 3
+    assert page.problems == []
+
+
 def test_new_events_show_up_on_the_next_live_update(page, whale):
     open_dashboard(page, whale, metrics=["dollars"], since="1h", live=1)
     whale.count(dimensions="partnerships", metrics='{"dollars": 5000}')

@@ -41,7 +41,8 @@ STRINGS = ["", " ", "a", "\ud800", "\udfff", "a\ud800b", "\x00", "a\nb", "\t", "
 GOOD = {
     "dimensions": ['["pageviews","site.com"]', '{"sales":{"eu":"p1"}}', "services", "a"],
     "metrics": ['{"dollars": 5}', '{"hits": 1, "d": 1000000000000}', "dollars/hits",
-                "hits,dollars", '["d", "d*d"]'],
+                "hits,dollars", '["d", "d*d"]', '{"lat": {"timing": [1, 2.5]}}',
+                '{"cpu": {"gauge": 0.5}, "q": {"delta": -1}}', "lat:p99,cpu:last"],
     "pk": ["", "shop", "site"], "at": ["", "now"], "uid": ["u1", "u2"],
     "depth": ["0", "1", "2"], "threshold": ["0", "0.5", "1"], "limit": ["1", "10"],
     "sort": ["hits", "-dollars"], "since": ["10m", "1h", "today"], "until": ["now", ""],
@@ -52,6 +53,9 @@ GOOD = {
                "aliasByNode(shop.{a,b}.*, 1)", 'aliasSub(~.*, "(a+)+", "x")'],
     "query": ["*", "shop.*", "~.*", "{shop,site}.*.*"], "from": ["-1h", "1700000000", "midnight"],
     "maxDataPoints": ["1", "300"],
+    # Decisions (hailwhale/decisions.py).
+    "decision": ["slogan", "lang"], "option": ["a", "b"], "options": ['["a","b"]', "a,b"],
+    "test_idea_threshold": ["0", "0.5"], "bad_idea_threshold": ["0", "1"], "record": ["0"],
 }
 NAMES = [*GOOD, "dimension", "metric", "category", "token", "id", "events", "count", "_",
          "\ud800", "", "x" * 300]
@@ -66,12 +70,14 @@ ENDPOINTS = [  # (weight, method, path)
     (1, "POST", "/plotpoints"), (1, "GET", "/batch"), (2, "GET", "/prometheus"),
     (5, "POST", "/render"), (3, "GET", "/render"), (3, "POST", "/metrics/find"),
     (2, "GET", "/metrics/find"), (2, "GET", "/metrics/expand"), (1, "GET", "/functions"),
-    (1, "GET", "/version"),
+    (1, "GET", "/version"), (1, "GET", "/embed.js"),
+    (3, "GET", "/count_decision"), (3, "GET", "/decide"), (1, "GET", "/decisions"),
 ]
-WRITES = {"/count", "/count.gif", "/batch"}
+WRITES = {"/count", "/count.gif", "/batch", "/count_decision"}
 WHALE_ONLY = {"/batch", "/plotpoints", "/totals", "/dimensions", "/metrics", "/pks", "/periods",
-              "/api", "/render", "/metrics/find", "/metrics/expand", "/functions", "/version"}
-PAGES = {"/"}  # Whale's dashboard: HTML by design
+              "/api", "/render", "/metrics/find", "/metrics/expand", "/functions", "/version",
+              "/embed.js", "/count_decision", "/decide", "/decisions"}
+PAGES = {"/", "/embed.js"}  # Whale's dashboard (HTML) and embed.js: not JSON by design
 TEXT = {"/prometheus"}  # Prometheus' text format by design
 
 

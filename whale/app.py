@@ -182,6 +182,16 @@ def create_app(store: Store, settings: Settings | None = None,
         bottle.response.set_header("Cache-Control", "no-store")
         return json_answer(decisions.decide(store, params, clock()))
 
+    @app.get("/decisions")
+    @handled
+    def decisions_of_pk():
+        """The decisions of a pk and their options, for dashboards: a read token."""
+        params = query_params()
+        grant = guard.grant(params)
+        pk = str(params.get("pk", params.get("category")) or "")
+        auth.require(grant, "read", pk)
+        return json_answer(decisions.listed(store, pk))
+
     @app.get("/pks")
     @handled
     def pks():
@@ -225,8 +235,10 @@ def create_app(store: Store, settings: Settings | None = None,
             "service": "whale",
             "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
                           "/dimensions", "/metrics", "/pks", "/count_decision", "/decide",
+                          "/decisions",
                           "/periods", "/health", "/",
-                          "/static/jquery.hailwhale.js", "/openapi.json", "/prometheus",
+                          "/static/jquery.hailwhale.js", "/embed.js", "/openapi.json",
+                          "/prometheus",
                           "/render", "/metrics/find", "/metrics/expand", "/functions",
                           "/version"],
         })
@@ -234,6 +246,11 @@ def create_app(store: Store, settings: Settings | None = None,
     @app.get("/")
     def dashboard():
         return asset(bottle.static_file("dashboard.html", root=str(assets.static_dir())))
+
+    @app.get("/embed.js")
+    def embed():
+        # One tag, a live graph: it loads the two libraries and the plugin below by itself.
+        return asset(bottle.static_file("embed.js", root=str(assets.static_dir())))
 
     @app.get("/static/vendor/<name>")
     def vendor(name: str):
