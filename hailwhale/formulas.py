@@ -76,6 +76,33 @@ class Formula:
         return [self.evaluate({name: values[i] for name, values in columns.items()})
                 for i in range(length)]
 
+    def division(self) -> tuple[Formula, Formula] | None:
+        """``(numerator, denominator)`` when the formula's last operation is a division
+        whose denominator reads a metric (``dollars/visitors``, ``(a+b)/(c*2)``); None for
+        anything else (``dollars``, ``dollars/100``, ``dollars/hits*100``)."""
+        if self._tree[0] != "/":
+            return None
+        top, bottom = (Formula(_text(node), frozenset(_names(node)), node)
+                       for node in self._tree[1:])
+        return (top, bottom) if bottom.names else None
+
+
+def _text(node: tuple, inner: bool = False) -> str:
+    """A parsed formula written out again, an operation inside another in parentheses."""
+    kind = node[0]
+    if kind in ("num", "name"):
+        return str(node[1])
+    if kind == "neg":
+        return "-" + _text(node[1], True)
+    text = _text(node[1], True) + kind + _text(node[2], True)
+    return f"({text})" if inner else text
+
+
+def _names(node: tuple) -> set[str]:
+    if node[0] == "name":
+        return {node[1]}
+    return set().union(*(_names(child) for child in node[1:] if isinstance(child, tuple)))
+
 
 def _shown(result: Number) -> Number | None:
     """``result`` as JSON can carry it: None for what a float cannot hold."""
