@@ -1,4 +1,5 @@
-"""The Python API of the original README: ``HailWhale.log`` and ``HailWhale.dataset``.
+"""The Python API of the original README: ``HailWhale.log``, ``HailWhale.dataset`` and
+``HailWhale.rank``.
 
 Call them on the class, as the README does (they use a default instance built from the
 settings), or on an instance of your own with its own store::
@@ -23,6 +24,7 @@ from .event import parse_event
 from .formulas import parse
 from .periods import find_period
 from .query import Query, parse_path, read_selection, values_of
+from .rank import ranked, recursive_flag
 from .store import Store
 from .windows import resolve
 
@@ -85,11 +87,7 @@ class HailWhale:
         (depth 1) or its path below ``params`` (deeper). ``value`` may be a formula such
         as ``'dollars/hits'``; ``period`` an ``(interval, retention)`` tuple or a name."""
         settings = self.settings
-        chosen = find_period(settings.periods, tuple(period) if isinstance(period, list)
-                             else period)
-        since, until = resolve(chosen, start_at.timestamp() if start_at else None,
-                               end_at.timestamp() if end_at else None, time.time(),
-                               settings.tz, settings.max_buckets)
+        chosen, since, until = self._window(period, start_at, end_at)
         formula = parse(value, "value")
         path = parse_path(params, settings)
         query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit)
@@ -105,6 +103,31 @@ class HailWhale:
         children = paths[1:]
         return {(child[-1] if depth == 1 else child[len(path):]): points(child)
                 for child in children}
+
+    @_default_on_class
+    def rank(self, params, value: str = "hits", pk: str = "", period=None,
+             start_at: datetime | None = None, end_at: datetime | None = None,
+             recursive: bool = True) -> dict[Path, dict]:
+        """The descendants of one dimension (``recursive=False``: its children only), each
+        ``{"important", "score", "difference", "effect", "value", "count",
+        "significance"}``, keyed by its whole path (a tuple), the important first
+        (hailwhale.rank; ``GET /rank`` answers the same). ``value`` is a metric, a formula,
+        or a ratio such as ``'dollars/visitors'``."""
+        chosen, since, until = self._window(period, start_at, end_at)
+        depth = self.settings.max_depth if recursive_flag(recursive) else 1
+        query = Query(pk, parse_path(params, self.settings), (parse(value, "value"),),
+                      chosen, since, until, depth)
+        return ranked(self.store, query)
+
+    def _window(self, period, start_at: datetime | None, end_at: datetime | None):
+        """``(the period, since, until)`` a dataset or rank reads."""
+        settings = self.settings
+        chosen = find_period(settings.periods, tuple(period) if isinstance(period, list)
+                             else period)
+        since, until = resolve(chosen, start_at.timestamp() if start_at else None,
+                               end_at.timestamp() if end_at else None, time.time(),
+                               settings.tz, settings.max_buckets)
+        return chosen, since, until
 
     @_default_on_class
     def count_decision(self, pk: str, decision: str, option: str, dimensions=None,

@@ -333,3 +333,20 @@ def test_both_cases_read_through_the_store(store):
         assert row == {name: pytest.approx(value) for name, value in expected[path].items()}
     one = ranked(store, query_of(store, "value/visitors", depth=1, pk="ratio"))
     assert set(one) == {("t", "a"), ("t", "b"), ("t", "c")}
+
+
+def test_the_python_api(store):
+    whale = HailWhale(store)
+    count_scalar(whale)
+    count_ratio(whale, "shop")
+    rows = whale.rank(["t"], value="value")
+    assert importance(rows) == importance(rank_children(scalar_totals(), T))
+    assert all(set(row) == FIELDS for row in rows.values())
+    rows = whale.rank(["t"], value="value/visitors", pk="shop", period="15s:3h")
+    assert rows[("t", "a", "asub2")]["important"] and rows[("t", "b")]["important"]
+    assert not rows[("t", "a", "asub1")]["important"] and not rows[("t", "c")]["important"]
+    one = whale.rank("t", value="value/visitors", pk="shop", recursive=False)
+    assert ("t", "a", "asub1") not in one and ("t", "a") in one
+    with pytest.raises(BadRequest) as refused:
+        whale.rank("t", value="value/(")
+    assert refused.value.param == "value"
