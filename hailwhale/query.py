@@ -48,8 +48,25 @@ class Query:
         return self.sort or self.metrics[0]
 
 
+# The parameters of /plotpoints and /totals; others are refused, as /count refuses them
+# (names starting with _ are cache busters, ignored).
+KNOWN = {"pk", "category", "dimensions", "dimension", "metrics", "metric", "period", "since",
+         "until", "depth", "threshold", "limit", "sort"}
+
+
+def refuse_unknown(params: Mapping, known: set[str]) -> None:
+    """A BadRequest naming the first parameter of ``params`` not in ``known`` (names
+    starting with _ are ignored, for cache busters)."""
+    unknown = sorted(str(k) for k in params if k not in known and not str(k).startswith("_"))
+    if unknown:
+        raise BadRequest(unknown[0], params[unknown[0]],
+                         f"unknown parameter; use {', '.join(sorted(known))} (names starting "
+                         "with _ are ignored, for cache busters)")
+
+
 def parse_query(params: Mapping, settings: Settings, now: float) -> Query:
     """A Query from request parameters (strings, or JSON values)."""
+    refuse_unknown(params, KNOWN)
     path = parse_path(params.get("dimensions", params.get("dimension")), settings)
     metrics = tuple(parse(text) for text in _metric_list(params.get("metrics",
                                                                      params.get("metric"))))

@@ -544,7 +544,7 @@ class Store:
         decisions (hailwhale.decisions), whose names start with a control character that
         no client's pk can hold."""
         with redis_errors():
-            return sorted(pk for pk in self.redis.smembers(keys.PKS) if pk[:1] >= " ")
+            return sorted(pk for pk in self.redis.smembers(keys.PKS) if not pk or pk[0] >= " ")
 
     def layout(self) -> int:
         """The storage layout of this store's counters: keys.LAYOUT, or an earlier one whose

@@ -300,3 +300,20 @@ def test_query_strings_parse_as_bottle_parses_them(pairs, plus):
                      for k, v in pairs)
     expected = dict(bottle.BaseRequest({"QUERY_STRING": query}).query.decode())
     assert parse_query_string(query) == expected
+
+
+@pytest.mark.parametrize("route, params", [
+    ("/plotpoints", {"metrics": "hits", "tzoffset": "60"}),
+    ("/totals", {"dimensions": "a", "live": "1"}),
+    ("/dimensions", {"dimensions": "a", "depth": "1"}),
+    ("/metrics", {"pk": "", "dimensions": "a"}),
+])
+def test_queries_refuse_unknown_parameters(app, route, params):
+    """As /count does: an unknown parameter is a 400 naming it (it used to be ignored
+    silently, so tzoffset=60 drew UTC days); names starting with _ stay cache busters."""
+    unknown = next(name for name in params if name not in ("metrics", "dimensions", "pk")
+                   or (route == "/metrics" and name == "dimensions"))
+    answer = app.get(route, params, expect_errors=True)
+    assert answer.status_int == 400 and answer.json["param"] == unknown, answer.json
+    assert app.get(route, {k: v for k, v in params.items() if k != unknown} |
+                   {"_": "1732270000"}).status_int == 200

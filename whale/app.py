@@ -15,6 +15,7 @@ import bottle
 
 from hailwhale import auth, columns, decisions, keys, telemetry, wire  # noqa: F401 (columns)
 from hailwhale import query as queries
+from hailwhale import rank as ranks
 from hailwhale.admission import Budget, Slots
 from hailwhale.batches import check_batch_id, count_batch, count_events, count_lines
 from hailwhale.buffer import Buffer
@@ -123,12 +124,12 @@ def create_app(store: Store, settings: Settings | None = None,
         return json_answer({"ok": True, **count_batch(store, batch_id, document["events"],
                                                       clock())})
 
-    def read(answer: Callable) -> Callable:
+    def read(answer: Callable, parse: Callable = queries.parse_query) -> Callable:
         @handled
         def route():
             params = query_params()
             grant = guard.grant(params)
-            query = queries.parse_query(params, settings, clock())
+            query = parse(params, settings, clock())
             auth.require(grant, "read", query.pk, [query.path])
             bottle.response.set_header("Cache-Control", "no-cache")
             with Budget(slots) as budget:
@@ -138,6 +139,7 @@ def create_app(store: Store, settings: Settings | None = None,
 
     app.get("/plotpoints", callback=read(queries.plotpoints))
     app.get("/totals", callback=read(queries.totals))
+    app.get("/rank", callback=read(ranks.answer, ranks.parse_rank))  # hailwhale.rank
     graphite_api.install(app, store, settings, guard, slots, clock)  # Grafana's Graphite
 
     @app.get("/dimensions")
@@ -145,6 +147,7 @@ def create_app(store: Store, settings: Settings | None = None,
     def dimensions():
         params = query_params()
         grant = guard.grant(params)
+        queries.refuse_unknown(params, {"pk", "category", "dimensions", "dimension"})
         path = queries.parse_path(params.get("dimensions", params.get("dimension")), settings)
         pk = params.get("pk", params.get("category")) or ""
         auth.require(grant, "read", pk, [path])
@@ -155,6 +158,7 @@ def create_app(store: Store, settings: Settings | None = None,
     def metrics():
         params = query_params()
         grant = guard.grant(params)
+        queries.refuse_unknown(params, {"pk"})
         pk = params.get("pk") or ""
         auth.require(grant, "read", pk)
         return json_answer({"pk": pk, "metrics": store.metric_kinds(pk)})
@@ -233,7 +237,7 @@ def create_app(store: Store, settings: Settings | None = None,
     def index():
         return json_answer({
             "service": "whale",
-            "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals",
+            "endpoints": ["/count", "/count.gif", "/batch", "/plotpoints", "/totals", "/rank",
                           "/dimensions", "/metrics", "/pks", "/count_decision", "/decide",
                           "/decisions",
                           "/periods", "/health", "/",
