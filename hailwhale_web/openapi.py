@@ -50,6 +50,18 @@ _QUERY = [
     _param("sort", "the metric or formula children are ranked by (default: the first)"),
     _TOKEN,
 ]
+# GET /rank (hailwhale.rank): the same selection, one value, every level by default.
+_RANK = [p for p in _QUERY if p["name"] in ("pk", "category", "dimensions", "dimension",
+                                            "period", "since", "until")] + [
+    _param("value", "the metric or formula ranked: dollars, or a ratio such as "
+           "dollars/visitors (default: hits)"),
+    _param("metrics", "alias of value"),
+    _param("recursive", "true (the default): every level below the dimension; false: its "
+           "children only", {"type": "boolean"}),
+    _param("depth", "instead of recursive: how many levels below the dimension (1 to "
+           "MAX_DEPTH)", {"type": "integer"}),
+    _TOKEN,
+]
 _JSON = {"description": "a JSON answer", "content": {"application/json": {
     "schema": {"type": "object"}}}}
 _ERRORS = {
@@ -181,6 +193,9 @@ PATHS: dict[str, dict[str, dict]] = {
             "Flot-ready series: one per shown dimension and metric, every bucket present",
             _QUERY)},
         "/totals": {"get": _operation("The totals of the same selection", _QUERY)},
+        "/rank": {"get": _operation(
+            "The descendants of a dimension that matter: each one's importance, score, "
+            "difference, effect, value, count and significance, keyed by its path", _RANK)},
         "/dimensions": {"get": _operation("The children of a dimension, for drill-down", [
             _param("pk", "the namespace"), _param("category", "alias of pk"),
             _param("dimensions", "the dimension whose children are listed"),

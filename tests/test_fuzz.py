@@ -56,6 +56,8 @@ GOOD = {
     # Decisions (hailwhale/decisions.py).
     "decision": ["slogan", "lang"], "option": ["a", "b"], "options": ['["a","b"]', "a,b"],
     "test_idea_threshold": ["0", "0.5"], "bad_idea_threshold": ["0", "1"], "record": ["0"],
+    # Rank (hailwhale/rank.py).
+    "value": ["value", "dollars/hits", "d/visitors"], "recursive": ["true", "false", "0"],
 }
 NAMES = [*GOOD, "dimension", "metric", "category", "token", "id", "events", "count", "_",
          "\ud800", "", "x" * 300]
@@ -72,11 +74,12 @@ ENDPOINTS = [  # (weight, method, path)
     (2, "GET", "/metrics/find"), (2, "GET", "/metrics/expand"), (1, "GET", "/functions"),
     (1, "GET", "/version"), (1, "GET", "/embed.js"),
     (3, "GET", "/count_decision"), (3, "GET", "/decide"), (1, "GET", "/decisions"),
+    (5, "GET", "/rank"),
 ]
 WRITES = {"/count", "/count.gif", "/batch", "/count_decision"}
 WHALE_ONLY = {"/batch", "/plotpoints", "/totals", "/dimensions", "/metrics", "/pks", "/periods",
               "/api", "/render", "/metrics/find", "/metrics/expand", "/functions", "/version",
-              "/embed.js", "/count_decision", "/decide", "/decisions"}
+              "/embed.js", "/count_decision", "/decide", "/decisions", "/rank"}
 PAGES = {"/", "/embed.js"}  # Whale's dashboard (HTML) and embed.js: not JSON by design
 TEXT = {"/prometheus"}  # Prometheus' text format by design
 

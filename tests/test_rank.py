@@ -350,3 +350,143 @@ def test_the_python_api(store):
     with pytest.raises(BadRequest) as refused:
         whale.rank("t", value="value/(")
     assert refused.value.param == "value"
+
+
+# -- GET /rank through WSGI ------------------------------------------------------------------
+def post_scalar(app, pk: str = "") -> None:
+    events = [{"pk": pk, "dimensions": list(path), "metrics": {"value": value / SCALAR_EVENTS}}
+              for path, value in SCALAR.items() for _ in range(SCALAR_EVENTS)]
+    assert app.post_json("/count", events).json["counted"] == len(events)
+
+
+def post_ratio(app, pk: str = "") -> None:
+    events = [{"pk": pk, "dimensions": list(path),
+               "metrics": {"value": value, "visitors": visitors}}
+              for path, (value, visitors) in RATIO.items()]
+    assert app.post_json("/count", events).json["counted"] == len(events)
+
+
+def by_path(answer: dict) -> dict:
+    """The answer's rows by path tuple, checking each key is its row's dimension."""
+    rows = {}
+    for key, row in answer["ranked"].items():
+        assert key == path_key(tuple(row["dimension"]))
+        rows[tuple(row["dimension"])] = row
+    return rows
+
+
+def test_rank_answers_the_original_scalar_case(app):
+    post_scalar(app)
+    answer = app.get("/rank", {"dimensions": '["t"]', "value": "value"})
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    body = answer.json
+    assert (body["pk"], body["dimension"], body["value"], body["rule"]) == ("", ["t"], "value",
+                                                                           "sum")
+    assert body["period"] == "15s:3h" and body["depth"] == 8
+    assert body["parent"] == {"value": pytest.approx(121), "count": 80}
+    rows = by_path(body)
+    assert {path: row["important"] for path, row in rows.items()} == {
+        ("t", "a"): False, ("t", "a", "asub1"): False, ("t", "a", "asub2"): True,
+        ("t", "b"): True, ("t", "c"): False}
+    assert '["t","a","asub2"]' in body["ranked"]
+    assert list(body["ranked"])[:2] == ['["t","b"]', '["t","a","asub2"]']
+    assert set(rows[("t", "b")]) == FIELDS | {"dimension"}
+    # One level: a is important, nothing below it is asked to explain it.
+    one = by_path(app.get("/rank", {"dimensions": "t", "metrics": "value",
+                                    "recursive": "false"}).json)
+    assert {path: row["important"] for path, row in one.items()} == {
+        ("t", "a"): True, ("t", "b"): True, ("t", "c"): False}
+
+
+def test_rank_answers_the_original_ratio_case(app):
+    post_ratio(app, "shop")
+    params = {"pk": "shop", "dimensions": "t", "value": "value/visitors"}
+    body = app.get("/rank", params).json
+    assert body["rule"] == "ratio"
+    assert body["parent"] == {"value": pytest.approx(529994 / 50000), "count": 50000}
+    rows = by_path(body)
+    assert not rows[("t", "a", "asub1")]["important"]
+    assert rows[("t", "a", "asub2")]["important"] and rows[("t", "b")]["important"]
+    assert not rows[("t", "c")]["important"]
+    expected = rank_children(ratio_totals(), T)
+    for path, row in rows.items():
+        assert {k: v for k, v in row.items() if k != "dimension"} == \
+            {name: pytest.approx(value) for name, value in expected[path].items()}
+    one = app.get("/rank", {**params, "recursive": "false"}).json["ranked"]
+    assert '["t","a","asub1"]' not in one and '["t","a"]' in one
+    assert set(app.get("/rank", {**params, "depth": "2"}).json["ranked"]) == \
+        set(body["ranked"])
+
+
+def test_rank_of_the_root_an_empty_window_and_nothing_counted(app, clock):
+    assert app.get("/rank").json["ranked"] == {}
+    post_scalar(app)
+    top = by_path(app.get("/rank", {"value": "value", "recursive": "0"}).json)
+    assert list(top) == [("t",)] and top[("t",)]["important"]
+    # The same children an hour later, in a window that starts after them: nothing seen.
+    clock.now += 7200
+    later = app.get("/rank", {"value": "value", "since": "10m"}).json
+    assert later["ranked"] == {} and later["parent"] == {"value": 0, "count": 0}
+
+
+@pytest.mark.parametrize("params, param, words", BAD, ids=[case[2] for case in BAD])
+def test_bad_rank_requests_are_400s_naming_the_parameter(app, params, param, words):
+    answer = app.get("/rank", params, status=400)
+    assert answer.json["param"] == param
+    assert words in answer.json["error"]
+
+
+def test_a_statistic_the_metric_lacks_is_refused(app):
+    app.get("/count", {"dimensions": "t", "metrics": '{"dollars": 5}'})
+    answer = app.get("/rank", {"value": "dollars:p99"}, status=400)
+    assert answer.json["param"] == "metrics"
+
+
+def test_rank_reads_are_bounded_by_max_query_cells(client, settings, clock):
+    import dataclasses
+
+    import webtest
+
+    from hailwhale.store import Store
+    from whale import create_app
+
+    small = dataclasses.replace(settings, max_query_cells=2000)
+    app = webtest.TestApp(create_app(Store(client, small), clock=clock))
+    app.post_json("/count", [{"dimensions": ["t", f"c{i}"]} for i in range(10)])
+    # The dimension and its 10 children over 721 buckets of 15s:3h: past 2,000 cells.
+    answer = app.get("/rank", {"dimensions": "t"}, status=400)
+    assert answer.json["param"] == "depth" and "MAX_QUERY_CELLS" in answer.json["error"]
+    assert app.get("/rank", {"dimensions": "t", "since": "5m"}).status_int == 200
+
+
+def test_rank_needs_a_read_token_covering_the_dimension(client, clock):
+    import webtest
+
+    from hailwhale import auth
+    from hailwhale.config import load_settings
+    from hailwhale.store import Store
+    from whale import create_app
+
+    secret = "rank-secret-0123456789-abcdefghijklmnop"
+    app = webtest.TestApp(create_app(Store(client, load_settings(
+        environ={"HAILWHALE_SECRET": secret})), clock=clock))
+    params = {"pk": "shop", "dimensions": "t"}
+    assert app.get("/rank", params, status=401).json["param"] == "token"
+    write = auth.issue(secret, "write", ["shop"])
+    assert app.get("/rank", {**params, "token": write}, status=403)
+    other = auth.issue(secret, "read", ["other"])
+    assert app.get("/rank", {**params, "token": other}, status=403)
+    below = auth.issue(secret, "read", ["shop"], ("t",))
+    assert app.get("/rank", {**params, "token": below}).status_int == 200
+    assert app.get("/rank", {"pk": "shop", "token": below}, status=403)
+    read = auth.issue(secret, "read", ["shop"])
+    answer = app.get("/rank", params, headers={"Authorization": f"Bearer {read}"})
+    assert answer.json["ranked"] == {}
+
+
+def test_the_openapi_document_names_the_parameters_rank_reads():
+    from hailwhale.rank import KNOWN
+    from hailwhale_web.openapi import document
+
+    documented = {p["name"] for p in document("whale")["paths"]["/rank"]["get"]["parameters"]}
+    assert documented == KNOWN | {"token"}
