@@ -38,7 +38,16 @@ from .periods import find_period
 
 # The helpers /plotpoints ranks its children with, so /rank checks a formula's metrics,
 # evaluates totals and bounds its reads exactly as they do.
-from .query import Query, _header, _integer, _kinds, _spend, _total, parse_path
+from .query import (
+    Query,
+    _header,
+    _integer,
+    _kinds,
+    _spend,
+    _total,
+    parse_path,
+    refuse_unknown,
+)
 from .store import Store
 from .windows import resolve
 
@@ -46,8 +55,8 @@ THRESHOLD = 0.1  # the share of the parent's total, or of its ratio, that matter
 MIN_EVENTS = 10  # a summed child needs more events than this
 MIN_DENOMINATOR = 5  # a ratio's child needs more than this under the denominator
 HITS = parse("hits")  # the events: every event counts hits
-KNOWN = frozenset({"pk", "category", "dimensions", "dimension", "value", "metrics", "period",
-                   "since", "until", "recursive", "depth"})
+KNOWN = {"pk", "category", "dimensions", "dimension", "value", "metrics", "period", "since",
+         "until", "recursive", "depth"}
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -166,10 +175,7 @@ def parse_rank(params: Mapping, settings: Settings, now: float) -> Query:
     """The Query a /rank request asks: its one value formula in ``metrics``, and ``depth``
     the levels ranked (``recursive``, the default, is every level). Unknown parameters are
     refused, as /count refuses them (names starting with _ are ignored: cache busters)."""
-    unknown = sorted(k for k in params if k not in KNOWN and not str(k).startswith("_"))
-    if unknown:
-        raise BadRequest(unknown[0], params[unknown[0]], "unknown parameter; use pk, "
-                         "dimensions, value, period, since, until, recursive or depth")
+    refuse_unknown(params, KNOWN)
     path = parse_path(params.get("dimensions", params.get("dimension")), settings)
     period = find_period(settings.periods, params.get("period"))
     since, until = resolve(period, params.get("since"), params.get("until"), now,
