@@ -1,0 +1,251 @@
+"""One tag, a live graph (issue 12, part 3): embed.js drawn in headless Chromium on pages of
+another origin, against real Whales on a real Redis over real HTTP; and the dashboard's share
+link and embed tag, opened read-only. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import shutil
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import test_dashboard as dashboard
+from test_dashboard import (
+    ARTIFACTS,
+    P1,
+    P2,
+    P3,
+    PAYLOAD_PK,
+    SECRET,
+    _AdminPages,
+    assert_no_script_ran,
+    count_payloads,
+    inked_pixels,
+    watch_dialogs,
+)
+
+from hailwhale import auth
+
+pytestmark = pytest.mark.e2e
+# The dashboard tests' Chromium, pages and Whales (an open one, one with a SECRET).
+browser, page = dashboard.browser, dashboard.page
+whale, guarded_whale = dashboard.whale, dashboard.guarded_whale
+JQUERY = Path(__file__).resolve().parent.parent / "node_modules" / "jquery" / "dist" / \
+    "jquery.min.js"
+LIBRARIES = ("/static/vendor/jquery.min.js", "/static/vendor/jquery.flot.js",
+             "/static/jquery.hailwhale.js")
+
+
+@contextlib.contextmanager
+def host(folder: Path, pages: dict[str, str]):
+    """A site of another origin (its own port) serving ``pages``; yields its address."""
+    for name, text in pages.items():
+        (folder / name).write_text(text)
+    handler = lambda *a: _AdminPages(*a, directory=str(folder))  # noqa: E731
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        time.sleep(0.05)
+
+
+def tag(whale_url: str, **data) -> str:
+    """An embed tag as a page's author writes it, every attribute value HTML-escaped."""
+    attributes = "".join(f' data-{name.replace("_", "-")}="{html.escape(str(value))}"'
+                         for name, value in data.items())
+    return f'<script src="{whale_url}/embed.js"{attributes}></script>'
+
+
+def record_requests(page) -> list[str]:
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    return urls
+
+
+def embeds(page) -> list[dict]:
+    """Each embed graph of the page: its state and the series its plugin holds."""
+    return page.evaluate("""() => Array.from(
+        document.querySelectorAll('.hailwhale-embed-graph')).map(el => {
+            const graph = window.HailWhaleEmbed && HailWhaleEmbed.jQuery
+                && HailWhaleEmbed.jQuery(el).data('hailwhale');
+            return {state: el.getAttribute('data-hailwhale-state'),
+                    status: (el.querySelector('.hailwhale-status') || {}).textContent || '',
+                    series: graph ? graph.series.map(s => ({label: s.label,
+                        dimension: s.dimension, total: s.total})) : []};
+        })""")
+
+
+def wait_for_states(page, states: list[str]):
+    from playwright.sync_api import TimeoutError as Timeout
+
+    try:
+        page.wait_for_function("""(want) => {
+            const have = Array.from(document.querySelectorAll('.hailwhale-embed-graph'))
+                .map(el => el.getAttribute('data-hailwhale-state'));
+            return JSON.stringify(have) === JSON.stringify(want);
+        }""", arg=states, timeout=15_000)
+    except Timeout:
+        raise AssertionError(f"want {states}, have {embeds(page)}, console {page.problems}"
+                             ) from None
+
+
+def test_two_tags_draw_two_live_graphs_and_leave_the_pages_jquery_alone(page, whale,
+                                                                        guarded_whale,
+                                                                        tmp_path):
+    """The README's tag on a page of another origin that has its own jQuery (and a plugin of
+    its own on it): one tag against an open Whale, one with a read token against a Whale
+    with a secret, one without a token there. Each draws where it stands, the libraries come
+    once, and the page's jQuery is still the page's."""
+    reader = auth.issue(SECRET, "read", ["shop"])
+    shutil.copyfile(JQUERY, tmp_path / "host-jquery.js")
+    shop_page = f"""<!DOCTYPE html><html>
+      <head><link rel="icon" href="data:,"><title>Shop admin</title></head><body>
+      <script src="/host-jquery.js"></script>
+      <script>window.hostJQuery = jQuery; jQuery.fn.hostPlugin = function () {{}};</script>
+      <h1>Shop</h1>
+      <p id="before-revenue">Revenue, live</p>
+      {tag(whale.url, metrics="dollars,dollars/hits", depth=1, since="1h", live=1,
+           title="Revenue", width=900)}
+      <p id="before-shop">Shop's hits</p>
+      {tag(guarded_whale.url, pk="shop", metrics="hits", since="1h", token=reader,
+           height=200)}
+      <p id="before-refused">No token</p>
+      {tag(guarded_whale.url, pk="shop", since="1h", height=120)}
+      <p id="after">the end</p>
+    </body></html>"""
+    requested = record_requests(page)
+    with host(tmp_path, {"shop.html": shop_page}) as site:
+        page.goto(f"{site}/shop.html")
+        wait_for_states(page, ["drawn", "drawn", "error"])
+        revenue, shop, refused = embeds(page)
+
+        labels = [s["label"] for s in revenue["series"]]
+        assert labels[:2] == ["Overall: dollars", "Overall: dollars/hits"]
+        assert "sales: dollars" in labels and "advertising: dollars/hits" in labels
+        totals = {s["label"]: s["total"] for s in revenue["series"]}
+        assert totals["Overall: dollars"] == 200
+        assert totals["Overall: dollars/hits"] == pytest.approx(200 / 4)
+        assert [(s["label"], s["total"]) for s in shop["series"]] == [("Overall", 4)]
+        assert refused["status"].startswith("HailWhale: token")  # Whale's 401, said
+
+        # Each graph stands where its tag is, sized by its attributes, the title as text.
+        layout = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.hailwhale-embed')).map(el => ({
+                after: el.previousElementSibling.tagName + ' ' +
+                       el.previousElementSibling.previousElementSibling.id,
+                width: el.getBoundingClientRect().width,
+                height: el.querySelector('.hailwhale-embed-graph')
+                    .getBoundingClientRect().height,
+                title: (el.querySelector('.hailwhale-embed-title') || {}).textContent}))""")
+        assert [(e["after"], e["height"], e["title"]) for e in layout] == [
+            ("SCRIPT before-revenue", 300, "Revenue"), ("SCRIPT before-shop", 200, None),
+            ("SCRIPT before-refused", 120, None)]
+        assert layout[0]["width"] == 900
+        assert inked_pixels(page, ".hailwhale-embed-graph") > 5_000
+
+        # Live: an event counted now shows up on the next poll, without a reload.
+        whale.count(dimensions="partnerships", metrics='{"dollars": 5000}')
+        page.wait_for_function("""() => HailWhaleEmbed.jQuery('.hailwhale-embed-graph')
+            .first().data('hailwhale').series.some(s => s.label === 'partnerships: dollars')
+            """, timeout=10_000)
+        totals = {s["label"]: s["total"] for s in embeds(page)[0]["series"]}
+        assert totals["Overall: dollars"] == 5200 and totals["partnerships: dollars"] == 5000
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "embed-two-tags.png"), full_page=True)
+
+        # The three libraries were fetched once for the three tags (from the first tag's
+        # Whale), and the page's jQuery is its own again, unchanged.
+        for library in LIBRARIES:
+            assert [url for url in requested if url.endswith(library)] == [
+                whale.url + library], library
+        assert page.evaluate("""() => ({
+            same: window.jQuery === window.hostJQuery && window.$ === window.hostJQuery,
+            plugin: typeof jQuery.fn.hostPlugin, hailwhale: typeof jQuery.fn.hailwhale,
+            plot: typeof jQuery.plot, ours: HailWhaleEmbed.jQuery !== window.jQuery,
+            version: HailWhaleEmbed.jQuery.fn.jquery, graphs: HailWhaleEmbed.graphs.length})
+            """) == {"same": True, "plugin": "function", "hailwhale": "undefined",
+                     "plot": "undefined", "ours": True, "version": "3.7.1", "graphs": 3}
+    # The refused tag's 401 is the only console error the page may show.
+    assert all("401" in problem for problem in page.problems), page.problems
+
+
+def test_an_async_tag_under_a_strict_host_csp_on_a_page_without_jquery(page, whale, tmp_path):
+    """The README's host CSP (script-src and connect-src Whale, style-src 'unsafe-inline')
+    is enough, with nothing else allowed; an async tag finds itself; a page with no jQuery
+    has none afterwards either."""
+    policy = (f"default-src 'none'; script-src {whale.url}; connect-src {whale.url}; "
+              "style-src 'unsafe-inline'; img-src data:")
+    strict_page = f"""<!DOCTYPE html><html><head>
+      <meta http-equiv="Content-Security-Policy" content="{policy}">
+      <link rel="icon" href="data:,"></head><body>
+      <h1>Status</h1>
+      <div id="slot"><script async src="{whale.url}/embed.js" data-metrics="dollars"
+        data-depth="1" data-since="1h" data-threshold="0"></script></div>
+    </body></html>"""
+    with host(tmp_path, {"status.html": strict_page}) as site:
+        page.goto(f"{site}/status.html")
+        wait_for_states(page, ["drawn"])
+        (graph,) = embeds(page)
+        assert [s["label"] for s in graph["series"]] == [
+            "Overall", "sales", "services", "advertising"]
+        assert page.evaluate("() => [typeof window.jQuery, typeof window.$]") == [
+            "undefined", "undefined"]
+        assert page.evaluate("() => document.querySelector('#slot .hailwhale-embed') !== null")
+        assert page.locator(".hailwhale-embed .legendLayer text").all_text_contents() == [
+            "Overall", "sales", "services", "advertising"]
+        assert inked_pixels(page, ".hailwhale-embed-graph") > 5_000
+        assert page.problems == []  # a CSP violation would be a console error
+
+
+def test_embed_names_are_shown_literally_and_never_run(page, whale, tmp_path):
+    """Hostile dimension and pk names, a hostile title, in a page without CSP: text, always."""
+    count_payloads(whale)
+    watch_dialogs(page)
+    hostile_page = f"""<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>
+      <body>{tag(whale.url, pk=PAYLOAD_PK, depth=1, since="1h", title=P2)}
+      {tag(whale.url, dimensions="[oops", height=80)}</body></html>"""
+    with host(tmp_path, {"hostile.html": hostile_page}) as site:
+        page.goto(f"{site}/hostile.html")
+        wait_for_states(page, ["drawn", "error"])
+        page.wait_for_timeout(300)  # time for an image's error handler to run
+        graph, broken = embeds(page)
+        labels = [s["label"] for s in graph["series"]]
+        assert sorted(labels) == sorted(["Overall", P1, P2, P3])
+        assert page.locator(".hailwhale-embed .legendLayer text").all_text_contents() == labels
+        assert page.locator(".hailwhale-embed-title").first.text_content() == P2
+        assert page.locator(".hailwhale-embed img, .hailwhale-embed image, "
+                            ".hailwhale-embed script").count() == 0
+        assert broken["status"].startswith("HailWhale: data-dimensions is not a JSON list")
+        assert_no_script_ran(page)
+
+
+def test_libraries_missing_on_whale_are_said_and_tried_again(page, whale, tmp_path,
+                                                              monkeypatch):
+    """A Whale that serves embed.js but not jQuery (npm ci not run yet): the graph says what
+    it could not load, keeps trying, and draws once the libraries are there."""
+    from whale import assets
+
+    if assets.vendor_file("jquery.min.js") != assets.node_modules() / assets.VENDOR[
+            "jquery.min.js"]:
+        pytest.skip("this Whale serves a packaged copy of jQuery")
+    monkeypatch.setenv("HAILWHALE_NODE_MODULES", str(tmp_path / "empty"))
+    waiting_page = f"""<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>
+      <body>{tag(whale.url, metrics="dollars", since="1h")}</body></html>"""
+    with host(tmp_path, {"waiting.html": waiting_page}) as site:
+        page.goto(f"{site}/waiting.html")
+        wait_for_states(page, ["unreachable"])
+        (graph,) = embeds(page)
+        assert graph["status"] == (f"HailWhale: could not load {whale.url}"
+                                   "/static/vendor/jquery.min.js; retrying in 1 s")
+        monkeypatch.delenv("HAILWHALE_NODE_MODULES")
+        wait_for_states(page, ["drawn"])
+        assert [s["label"] for s in embeds(page)[0]["series"]][0] == "Overall"
+    # The failed fetches are the only console errors the page may show.
+    assert all("404" in problem for problem in page.problems), page.problems
