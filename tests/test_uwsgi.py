@@ -747,3 +747,38 @@ def test_statsd_into_a_hail_node_under_uwsgi(redis_urls, tmp_path, stopped_at_te
         assert time.monotonic() < deadline, hail.output()[-2000:]
         time.sleep(0.5)
     assert hail.stop() == []
+
+
+def test_rank_through_hail_hailwail_and_whale_under_uwsgi(deployment):
+    """Issue 12, part 2, as a user runs it: the original suite's two ranking cases sent to
+    Hail's uWSGI, drained by a real hailwail, ranked by Whale's uWSGI (tests/test_rank.py
+    has the rule itself; here each value is spread over 20 events, as there)."""
+    hail, whale = deployment.hail_url, deployment.whale_url
+    scalar = {("t", "a", "asub1"): 1, ("t", "a", "asub2"): 30, ("t", "b"): 80, ("t", "c"): 10}
+    ratio = {("t", "a", "asub1"): (54989, 4999), ("t", "a", "asub2"): (375000, 25000),
+             ("t", "b"): (100000, 20000), ("t", "c"): (5, 1)}
+    events = [{"pk": "uwsgi-rank", "dimensions": list(path), "metrics": {"value": value / 20}}
+              for path, value in scalar.items() for _ in range(20)]
+    events += [{"pk": "uwsgi-ratio", "dimensions": list(path),
+                "metrics": {"value": value, "visitors": visitors}}
+               for path, (value, visitors) in ratio.items()]
+    answer = requests.post(f"{hail}/count", data=json.dumps(events), timeout=10)
+    assert answer.json() == {"ok": True, "accepted": len(events)}, answer.text
+    deployment.hailwail()
+
+    def important(**params) -> dict:
+        answer = requests.get(f"{whale}/rank", params={"dimensions": '["t"]', **params},
+                              timeout=10)
+        assert answer.status_code == 200, answer.text
+        return {key: row["important"] for key, row in answer.json()["ranked"].items()}
+
+    assert important(pk="uwsgi-rank", value="value") == {
+        '["t","b"]': True, '["t","a","asub2"]': True, '["t","a"]': False,
+        '["t","c"]': False, '["t","a","asub1"]': False}
+    assert important(pk="uwsgi-ratio", value="value/visitors") == {
+        '["t","b"]': True, '["t","a","asub2"]': True, '["t","a"]': False,
+        '["t","a","asub1"]': False, '["t","c"]': False}
+    one = important(pk="uwsgi-ratio", value="value/visitors", recursive="false")
+    assert '["t","a","asub1"]' not in one and one['["t","a"]'] is True
+    refused = requests.get(f"{whale}/rank", params={"value": "value,visitors"}, timeout=10)
+    assert refused.status_code == 400 and refused.json()["param"] == "value"
