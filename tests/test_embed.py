@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import shutil
 import threading
 import time
@@ -13,6 +14,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 import test_dashboard as dashboard
 from test_dashboard import (
     ARTIFACTS,
@@ -249,3 +251,116 @@ def test_libraries_missing_on_whale_are_said_and_tried_again(page, whale, tmp_pa
         assert [s["label"] for s in embeds(page)[0]["series"]][0] == "Overall"
     # The failed fetches are the only console errors the page may show.
     assert all("404" in problem for problem in page.problems), page.problems
+
+
+def test_a_share_link_and_its_tag_open_the_same_view_read_only(browser, whale, guarded_whale,
+                                                               tmp_path):
+    """The dashboard's "share": a link carrying the view and the read token, which opens
+    that view read-only in a fresh browser, and the embed tag that draws it on another
+    origin; a token that is not a read token goes in neither."""
+    from urllib.parse import unquote
+
+    from test_dashboard import series, wait_for_dimension
+
+    reader = auth.issue(SECRET, "read", ["shop"])
+    viewport = {"width": 1400, "height": 760}
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # Someone with a read token picks a view and shares it.
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(f"{guarded_whale.url}/#token={reader}")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        page.fill("#metrics", "dollars, dollars/hits")
+        page.dispatch_event("#metrics", "change")
+        page.click('#children a[data-name="sales"]')
+        wait_for_dimension(page, ["sales"])
+        page.wait_for_function("() => $('#graph').data('hailwhale').series.length === 6",
+                               timeout=10_000)
+        shown = series(page)
+        page.click("#share")
+        link = page.input_value("#share-link")
+        snippet = page.input_value("#share-embed")
+        note = page.text_content("#share-note")
+        page.screenshot(path=str(ARTIFACTS / "share-panel.png"))
+    finally:
+        context.close()
+    assert link.startswith(f"{guarded_whale.url}/#token={reader}&view=")
+    view = json.loads(unquote(link.split("&view=", 1)[1]))
+    assert (view["pk"], view["dimensions"], view["metrics"]) == (
+        "shop", ["sales"], ["dollars", "dollars/hits"])
+    assert note.startswith("Both carry your read token (pks: shop)")
+    assert snippet.startswith(f'<script src="{guarded_whale.url}/embed.js" '
+                              'data-metrics="dollars,dollars/hits" data-pk="shop" '
+                              """data-dimensions='["sales"]'""")
+    assert f'data-token="{reader}"></script>' in snippet
+
+    # The link in a fresh browser: the same view at once, read-only, the token out of sight.
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    watch_dialogs(page)
+    try:
+        page.goto(link)
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        wait_for_dimension(page, ["sales"])
+        assert series(page) == shown
+        assert reader not in page.url and "token" not in page.url
+        opened = json.loads(unquote(page.url.split("#", 1)[1]))
+        assert (opened["dimensions"], opened["metrics"]) == (["sales"],
+                                                             ["dollars", "dollars/hits"])
+        assert page.locator("#share-badge").inner_text() == "read-only link"
+        assert page.locator("#breadcrumb").inner_text() == "Overall › sales"
+        assert page.input_value("#metrics") == "dollars, dollars/hits"
+        assert not page.locator("form#token-form").is_visible()
+        assert page.evaluate("() => sessionStorage.getItem('hailwhale.token')") == reader
+        assert page.evaluate("() => localStorage.getItem('hailwhale.token')") is None
+        page.screenshot(path=str(ARTIFACTS / "share-link-view.png"))
+        assert page.dialogs == []
+    finally:
+        context.close()
+    # What it carries reads, and cannot write.
+    denied = requests.get(f"{guarded_whale.url}/count", params={"pk": "shop"},
+                          headers={"Authorization": f"Bearer {reader}"}, timeout=5)
+    assert denied.status_code == 403
+
+    # The tag, pasted as it is into a page of another origin, draws the same view.
+    page = browser.new_page(viewport=viewport)
+    page.problems = []
+    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    try:
+        with host(tmp_path, {"shared.html": f"<!DOCTYPE html><html><head><link rel=icon "
+                             f'href="data:,"></head><body>{snippet}</body></html>'}) as site:
+            page.goto(f"{site}/shared.html")
+            wait_for_states(page, ["drawn"])
+            assert embeds(page)[0]["series"] == shown
+            page.screenshot(path=str(ARTIFACTS / "share-embed-tag.png"))
+            assert page.problems == []
+    finally:
+        page.close()
+
+    # An admin's token is never shared; an open Whale's link is the view alone.
+    admin = auth.issue(SECRET, "admin", ["*"])
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(f"{guarded_whale.url}/")
+        page.locator("form#token-form").wait_for(state="visible", timeout=10_000)
+        page.fill("input#token", admin)
+        page.press("input#token", "Enter")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        page.click("#share")
+        assert "token" not in page.input_value("#share-link")
+        assert "data-token" not in page.input_value("#share-embed")
+        assert page.text_content("#share-note").startswith(
+            "Your token is not a read token (it can admin), so neither carries it")
+        page.goto(f"{whale.url}/")
+        page.wait_for_selector('#graph[data-hailwhale-state="drawn"]', timeout=15_000)
+        page.click("#share")
+        assert page.input_value("#share-link") == page.evaluate(
+            "() => window.location.href")
+        assert page.text_content("#share-note").startswith(
+            "No token in either: this HailWhale asks for none.")
+    finally:
+        context.close()
