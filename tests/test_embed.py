@@ -364,3 +364,16 @@ def test_a_share_link_and_its_tag_open_the_same_view_read_only(browser, whale, g
             "No token in either: this HailWhale asks for none.")
     finally:
         context.close()
+
+
+def test_embed_js_is_served_as_a_script_to_any_origin(whale):
+    answer = requests.get(f"{whale.url}/embed.js", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].split(";")[0] in ("application/javascript",
+                                                            "text/javascript")
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Last-Modified" in answer.headers  # so browsers keep it between pages
+    # embed.js writes no markup: every string it puts in the page goes in as text.
+    assert "innerHTML" not in answer.text and "insertAdjacentHTML" not in answer.text
+    assert "document.write" not in answer.text

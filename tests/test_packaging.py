@@ -44,6 +44,7 @@ def test_the_wheel_carries_the_browser_libraries_and_no_node_modules(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"whale/vendor/jquery.min.js", "whale/vendor/jquery.flot.js"} <= set(names)
     assert not [name for name in names if "node_modules" in name]
+    assert "hailwhale-0.1.0.data/data/share/hailwhale/static/embed.js" in names
     with zipfile.ZipFile(wheel) as archive:
         for name, source in VENDOR.items():
             assert archive.read(f"whale/vendor/{name}") == source.read_bytes(), name
@@ -76,6 +77,9 @@ def test_a_plain_install_serves_the_dashboard_with_its_libraries(wheel, tmp_path
         page = requests.get(f"{url}/", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
         assert requests.get(f"{url}/static/jquery.hailwhale.js", timeout=10).status_code == 200
+        embed = requests.get(f"{url}/embed.js", timeout=10)  # one tag, a live graph
+        assert embed.status_code == 200 and "HailWhaleEmbed" in embed.text
+        assert embed.content == (ROOT / "static" / "embed.js").read_bytes()
         for name, source in VENDOR.items():
             answer = requests.get(f"{url}/static/vendor/{name}", timeout=10)
             assert answer.status_code == 200, (name, answer.text[:200])
