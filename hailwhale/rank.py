@@ -226,7 +226,10 @@ def read_totals(store: Store, query: Query,
     value = query.metrics[0]
     parts = value.division()
     formulas = [value, HITS, *(parts or ())]
-    kinds = _kinds(store.metric_kinds(query.pk), formulas)  # checked before any read
+    try:
+        kinds = _kinds(store.metric_kinds(query.pk), formulas)  # checked before any read
+    except BadRequest as exc:  # a statistic the metric has not: the parameter is value
+        raise BadRequest("value", exc.value, exc.reason) from None
     ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
     deepest = store.settings.max_depth  # no event reaches below: nothing to look for there
     found: dict[Path, Totals] = {}

@@ -439,7 +439,7 @@ def test_bad_rank_requests_are_400s_naming_the_parameter(app, params, param, wor
 def test_a_statistic_the_metric_lacks_is_refused(app):
     app.get("/count", {"dimensions": "t", "metrics": '{"dollars": 5}'})
     answer = app.get("/rank", {"value": "dollars:p99"}, status=400)
-    assert answer.json["param"] == "metrics"
+    assert answer.json["param"] == "value" and "it has no :p99" in answer.json["error"]
 
 
 def test_rank_reads_are_bounded_by_max_query_cells(client, settings, clock):
