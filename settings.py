@@ -41,6 +41,11 @@ HAILWAIL_INTERVAL = 5
 # The time zone that day (and week) buckets follow. Environment: HAILWHALE_TIMEZONE
 TIMEZONE = "UTC"
 
+# More zones whose day (and week) buckets are kept for the whole retention, for queries
+# with tz=; other zones' days are folded from hourly buckets while those are kept.
+# Environment: HAILWHALE_TIMEZONES=Europe/Berlin,America/New_York
+TIMEZONES = ()
+
 # Limits on one event; past them the event is refused with a 400.
 MAX_DEPTH = 8  # levels in one dimension branch.  Environment: HAILWHALE_MAX_DEPTH
 MAX_BRANCHES = 16  # branches in one event.  Environment: HAILWHALE_MAX_BRANCHES

@@ -34,7 +34,7 @@ def count_events(store: Store, events: Iterable[Event], now: float | None = None
         name = over_cap(event, refused)
         if name is not None:
             raise BadRequest(f"metrics.{name}", name, store.cap_reason(event.pk))
-    batch = aggregate(events, store.settings.periods, store.settings.tz, now)
+    batch = aggregate(events, store.settings.counted_periods, store.settings.tz, now)
     store.write(batch)
     telemetry.counted(batch.events)
     return batch.events
@@ -82,10 +82,11 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
         rejected.sort(key=lambda item: item["index"])
 
     def alone():
-        return [(index, lambda e=event: aggregate([e], settings.periods, settings.tz, now))
+        return [(index, lambda e=event: aggregate([e], settings.counted_periods, settings.tz,
+                                                    now))
                 for index, event in zip(indexes, events, strict=True)]
 
-    return _apply(store, batch_id, aggregate(events, settings.periods, settings.tz, now),
+    return _apply(store, batch_id, aggregate(events, settings.counted_periods, settings.tz, now),
                   rejected, len(events), alone, now, len(rejected) - invalid)
 
 
@@ -109,12 +110,14 @@ def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -
         rejected.sort(key=lambda item: item["index"])
 
     def fold_row(row: int):
-        return lambda: columns.fold(table.slice(row, 1), settings.periods, settings.tz, now)
+        return lambda: columns.fold(table.slice(row, 1), settings.counted_periods, settings.tz,
+                                    now)
 
     def alone():
         return [(index, fold_row(row)) for row, index in enumerate(table["index"])]
 
-    return _apply(store, batch_id, columns.fold(table, settings.periods, settings.tz, now),
+    return _apply(store, batch_id, columns.fold(table, settings.counted_periods, settings.tz,
+                                                    now),
                   rejected, table.height, alone, now, len(rejected) - invalid)
 
 
@@ -135,7 +138,8 @@ def _apply(store: Store, batch_id: str, batch: Batch, rejected: list[dict], coun
         # refusing those that overflow, and remember the batch id with that answer.
         answer = _one_by_one(store, batch_id, alone(), rejected)
         settings = store.settings
-        applied, recorded = store.write(aggregate([], settings.periods, settings.tz, now),
+        applied, recorded = store.write(aggregate([], settings.counted_periods, settings.tz,
+                                                  now),
                                         batch_id, _record(answer))
     if not applied:
         answer = json.loads(recorded)

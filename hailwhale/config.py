@@ -33,6 +33,7 @@ _ENV = {
     "HAIL_REDIS_URL": "HAIL_REDIS_URL",
     "WHALE_URL": "WHALE_URL",
     "HAILWHALE_TIMEZONE": "TIMEZONE",
+    "HAILWHALE_TIMEZONES": "TIMEZONES",
     "HAILWHALE_MAX_DEPTH": "MAX_DEPTH",
     "HAILWHALE_MAX_BRANCHES": "MAX_BRANCHES",
     "HAILWHALE_MAX_METRICS": "MAX_METRICS",
@@ -106,13 +107,28 @@ class Settings:
     statsd_port: int = 8125
     statsd_host: str = "127.0.0.1"
     statsd_pk: str = ""
+    # Zones whose day (and week) buckets are kept too, beside TIMEZONE's, for queries with
+    # tz= (README: "Time zones").
+    timezones: tuple[str, ...] = ()
     tz: ZoneInfo = field(init=False, repr=False, compare=False)
+    # The periods every event is counted into: PERIODS, and a copy of each whole-day one
+    # in each zone of TIMEZONES.
+    counted_periods: tuple[Period, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "tz", ZoneInfo(self.timezone))
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(f"TIMEZONE: unknown time zone {self.timezone!r}") from None
+        for zone in self.timezones:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigurationError(f"TIMEZONES: unknown time zone {zone!r}") from None
+        zones = [zone for zone in dict.fromkeys(self.timezones) if zone != self.timezone]
+        object.__setattr__(self, "counted_periods", self.periods + tuple(
+            period.in_zone(zone) for zone in zones for period in self.periods
+            if period.daily))
         for name in _INTEGERS:
             if getattr(self, name.lower()) < 1 and name not in ("FUTURE_SKEW", "STATSD_PORT"):
                 raise ConfigurationError(f"{name} must be at least 1")
@@ -160,6 +176,10 @@ class Settings:
         if isinstance(revoked, str):  # the environment's comma-separated list
             revoked = [part.strip() for part in revoked.split(",")]
         kwargs["revoked_tokens"] = tuple(str(part) for part in revoked if part)
+        zones = values.get("TIMEZONES") or ()
+        if isinstance(zones, str):  # the environment's comma-separated list
+            zones = [part.strip() for part in zones.split(",")]
+        kwargs["timezones"] = tuple(str(zone) for zone in zones if zone)
         kwargs["allow_open"] = _flag(values.get("ALLOW_OPEN"), "ALLOW_OPEN")
         return cls(**kwargs)
 

@@ -13,11 +13,14 @@ closes. Buckets are numbered by an integer *ordinal*:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 from functools import cached_property
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from .errors import BadRequest, ConfigurationError
 
@@ -59,6 +62,9 @@ class Period:
     interval: int
     retention: int
     label: str | None = None
+    # A whole-day period's buckets in a zone of their own (a zone of TIMEZONES), not the
+    # configured TIMEZONE's: a copy of a configured period, counted beside it.
+    zone: str | None = None
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.retention < self.interval:
@@ -69,19 +75,32 @@ class Period:
 
     def __hash__(self) -> int:
         # Periods key every counter of a batch: a cheap hash (equal periods still hash alike).
-        return self.interval * 1_000_003 + self.retention
+        return self.interval * 1_000_003 + self.retention + hash(self.zone)
 
     @property
     def name(self) -> str:
-        """The canonical spelling, ``15s:3h``."""
-        return f"{format_duration(self.interval)}:{format_duration(self.retention)}"
+        """The canonical spelling, ``15s:3h`` (``1d:1y@Europe/Berlin`` in a zone)."""
+        name = f"{format_duration(self.interval)}:{format_duration(self.retention)}"
+        return f"{name}@{self.zone}" if self.zone else name
 
     @cached_property
     def code(self) -> str:
         """The period's part of a Redis key; interval and retention both, so that two
-        periods of the same interval never share counters. (Cached: every key of a batch
-        spells it.)"""
-        return f"{self.interval}r{self.retention}"
+        periods of the same interval never share counters, and a zone's copy its zone.
+        (Cached: every key of a batch spells it.)"""
+        code = f"{self.interval}r{self.retention}"
+        return f"{code}z{quote(self.zone, safe='')}" if self.zone else code
+
+    def in_zone(self, zone: str) -> Period:
+        """This whole-day period with its buckets in ``zone``."""
+        return dataclasses.replace(self, zone=zone)
+
+    @cached_property
+    def _zoneinfo(self) -> tzinfo | None:
+        return ZoneInfo(self.zone) if self.zone else None
+
+    def _tz(self, tz: tzinfo) -> tzinfo:
+        return self._zoneinfo or tz
 
     @property
     def daily(self) -> bool:
@@ -108,7 +127,8 @@ class Period:
             return math.floor(ts / self.interval)
         # Whole seconds: fromtimestamp rounds to the microsecond, which could move a time
         # just before midnight into the next day.
-        days = datetime.fromtimestamp(math.floor(ts), tz).date().toordinal() - _EPOCH_DAY
+        days = datetime.fromtimestamp(math.floor(ts), self._tz(tz)).date().toordinal() - \
+            _EPOCH_DAY
         return (days + self._shift) // (self.interval // DAY)
 
     def start(self, ordinal: int, tz: tzinfo) -> float:
@@ -117,7 +137,7 @@ class Period:
             return float(ordinal * self.interval)
         days = ordinal * (self.interval // DAY) - self._shift
         day = date.fromordinal(_EPOCH_DAY + days)
-        return datetime.combine(day, time(0), tzinfo=tz).timestamp()
+        return datetime.combine(day, time(0), tzinfo=self._tz(tz)).timestamp()
 
     def expires_at(self, ordinal: int, tz: tzinfo) -> int:
         """When bucket ``ordinal`` may be forgotten: its end plus the retention."""

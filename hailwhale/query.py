@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .admission import Budget
-from .aggregate import GAUGE, SUM, TIMING
+from .aggregate import GAUGE, SUM, TIMING, UNIQUE
 from .config import Settings
 from .dimensions import Path, label
 from .errors import BadRequest
 from .event import parse_dimensions
 from .formulas import Formula, parse, split_ref
-from .periods import Period, find_period
+from .periods import DAY, Period, find_period
 from .sketch import Sketch, is_stat
 from .store import Reading, Store
 from .windows import resolve
@@ -41,6 +43,10 @@ class Query:
     threshold: float = DEFAULT_THRESHOLD
     limit: int | None = None
     sort: Formula | None = None
+    # tz= a zone whose day buckets are not kept (not in TIMEZONES): the period read, whose
+    # buckets (hours) are folded into ``period``'s days in that zone.
+    source: Period | None = None
+    zone: str | None = None
 
     @property
     def ranking(self) -> Formula:
@@ -51,7 +57,7 @@ class Query:
 # The parameters of /plotpoints and /totals; others are refused, as /count refuses them
 # (names starting with _ are cache busters, ignored).
 KNOWN = {"pk", "category", "dimensions", "dimension", "metrics", "metric", "period", "since",
-         "until", "depth", "threshold", "limit", "sort"}
+         "until", "depth", "threshold", "limit", "sort", "tz"}
 
 
 def refuse_unknown(params: Mapping, known: set[str]) -> None:
@@ -71,15 +77,47 @@ def parse_query(params: Mapping, settings: Settings, now: float) -> Query:
     metrics = tuple(parse(text) for text in _metric_list(params.get("metrics",
                                                                      params.get("metric"))))
     period = find_period(settings.periods, params.get("period"))
-    since, until = resolve(period, params.get("since"), params.get("until"), now,
-                           settings.tz, settings.max_buckets)
+    zone, tz = _zone(params.get("tz"), settings)
+    source = None
+    if zone is not None and period.daily:
+        period = period.in_zone(zone)
+    since, until = resolve(period, params.get("since"), params.get("until"), now, tz,
+                           settings.max_buckets)
+    if zone is not None and period.daily and zone not in settings.timezones:
+        source = _hours_for(period, since, now, settings)
     depth = _integer(params, "depth", 0, 0, settings.max_depth)
     threshold = _number(params, "threshold", DEFAULT_THRESHOLD, 0.0, 1.0)
     limit = _integer(params, "limit", None, 1, 10_000)
     sort = params.get("sort")
     pk = params.get("pk", params.get("category")) or ""
     return Query(str(pk), path, metrics, period, since, until, depth, threshold, limit,
-                 parse(sort, "sort") if sort not in (None, "") else None)
+                 parse(sort, "sort") if sort not in (None, "") else None, source, zone)
+
+
+def _zone(value, settings: Settings) -> tuple[str | None, tzinfo]:
+    """``(the zone a tz= names, or None for the configured TIMEZONE; its tzinfo)``."""
+    if value in (None, "") or value == settings.timezone:
+        return None, settings.tz
+    try:
+        return str(value), ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise BadRequest("tz", value, "an IANA time zone such as Europe/Berlin") from None
+
+
+def _hours_for(period: Period, since: float, now: float, settings: Settings) -> Period:
+    """The period whose buckets a zone's days are folded from: the finest configured one of
+    whole hours that still keeps ``since``; a BadRequest naming tz when none does."""
+    hourly = [p for p in settings.periods if not p.daily and p.interval % 3600 == 0
+              and DAY % p.interval == 0]
+    for candidate in sorted(hourly, key=lambda p: p.interval):
+        if candidate.keeps(since, now, settings.tz):
+            return candidate
+    kept = max((p.retention for p in hourly), default=0)
+    raise BadRequest("tz", period.zone, f"day buckets in {period.zone} are kept only for the "
+                     f"zones of TIMEZONES ({', '.join(settings.timezones) or 'none'}); other "
+                     "zones' days are folded from hourly buckets, kept "
+                     + (f"for {kept // DAY} days: narrow since" if kept else "by no period")
+                     + ", or add the zone to TIMEZONES")
 
 
 def parse_path(value, settings: Settings) -> Path:
@@ -211,10 +249,10 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
         return [query.path]
     ranking = query.ranking
     kinds = _kinds(registry, [ranking])
-    ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
+    period, ordinals = _read_window(query, store)
     # A ranking that overflows (None) ranks as 0: it can neither be compared nor shared.
     parents = {query.path: _total(ranking, store.read(
-        query.pk, [query.path], kinds, query.period, ordinals, buckets=False)[query.path],
+        query.pk, [query.path], kinds, period, ordinals, buckets=False)[query.path],
         kinds) or 0}
     chosen: list[tuple[Path, float]] = []
     for _level in range(query.depth):
@@ -223,8 +261,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
         if not candidates:
             break
         _spend(store.settings, query, len(candidates), len(ordinals), "rank", budget)
-        readings = store.read(query.pk, candidates, kinds, query.period, ordinals,
-                              buckets=False)
+        readings = store.read(query.pk, candidates, kinds, period, ordinals, buckets=False)
         kept = {}
         for path in candidates:
             total = _total(ranking, readings[path], kinds) or 0
@@ -270,11 +307,52 @@ def _window(query: Query, store: Store) -> tuple[range, list[int]]:
     return ordinals, [int(query.period.start(o, tz) * 1000) for o in ordinals]
 
 
+def _read_window(query: Query, store: Store) -> tuple[Period, range]:
+    """The period and buckets a query reads: its own, or, folding a zone's days from hours,
+    the hours those days cover."""
+    tz = store.settings.tz
+    days = query.period.ordinals(query.since, query.until, tz)
+    if query.source is None:
+        return query.period, days
+    first, end = query.period.start(days.start, tz), query.period.start(days.stop, tz)
+    return query.source, query.source.ordinals(first, end - 1, tz)
+
+
+def _folded(readings: dict, kinds: Mapping[str, str], query: Query, hours: range,
+            days: range, tz) -> dict:
+    """Readings of hours as readings of the days (in the query's zone) that hold them:
+    sums added, a gauge's last value, timings' sketches merged; totals as they are (the
+    window's hours are its days')."""
+    day_of = [query.period.ordinal(query.source.start(hour, tz), tz) - days.start
+              for hour in hours]
+    folded: dict = {}
+    for path, metrics in readings.items():
+        folded[path] = {}
+        for name, reading in metrics.items():
+            kind = kinds.get(name, SUM)
+            if kind == UNIQUE:
+                raise BadRequest("tz", query.zone, f"{name} is a unique count: its days in "
+                                 f"{query.zone} need day buckets of that zone (add it to "
+                                 "TIMEZONES)")
+            values: list = [None if kind == GAUGE else Sketch() if kind == TIMING else 0
+                            for _ in days]
+            for day, value in zip(day_of, reading.values, strict=False):
+                if kind == GAUGE:
+                    values[day] = value if value is not None else values[day]
+                elif kind == TIMING:
+                    values[day].merge(value)
+                else:
+                    values[day] += value
+            folded[path][name] = Reading(values if reading.values else [], reading.total)
+    return folded
+
+
 def _header(query: Query) -> dict:
     return {
         "pk": query.pk,
         "dimension": list(query.path),
-        "period": query.period.name,
+        "period": query.period.name.split("@")[0],  # as configured (and /periods lists it)
+        **({"tz": query.zone} if query.zone else {}),
         "interval": query.period.interval,
         "since": int(query.since * 1000),
         "until": int(query.until * 1000),
@@ -288,9 +366,13 @@ def read_selection(store: Store, query: Query, budget: Budget | None = None):
     kinds = _kinds(registry, query.metrics)  # checked before anything is read
     paths = select(store, query, registry, budget)
     ordinals, starts = _window(query, store)
+    period, read = _read_window(query, store)
     series = len(paths) * max(len(kinds), len(query.metrics))
-    _spend(store.settings, query, series, len(ordinals), "show", budget)
-    return paths, starts, store.read(query.pk, paths, kinds, query.period, ordinals), kinds
+    _spend(store.settings, query, series, len(read), "show", budget)
+    readings = store.read(query.pk, paths, kinds, period, read)
+    if query.source is not None:
+        readings = _folded(readings, kinds, query, read, ordinals, store.settings.tz)
+    return paths, starts, readings, kinds
 
 
 def _series_label(path: Path, formula: Formula, several: bool) -> str:

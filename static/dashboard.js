@@ -16,7 +16,7 @@ $(function () {
   var token = storedToken('sessionStorage') || storedToken('localStorage');
   var started = false;
   var state = $.extend({pk: '', dimensions: [], metrics: ['hits'], period: '', since: '1h',
-                        depth: 1, threshold: 0.1, live: true}, readHash());
+                        depth: 1, threshold: 0.1, live: true, tz: ''}, readHash());
   var $graph = $('#graph');
 
   function takeSharedToken() {
@@ -81,7 +81,7 @@ $(function () {
   function graphOptions() {
     return {url: base, pk: state.pk, dimensions: state.dimensions, metrics: state.metrics,
             period: state.period, since: state.since, depth: state.depth,
-            threshold: state.threshold, live: state.live, token: token};
+            threshold: state.threshold, live: state.live, token: token, tz: state.tz || ''};
   }
 
   function update(changes) {
@@ -212,6 +212,17 @@ $(function () {
     $('#depth').val(String(state.depth));
     $('#threshold').val(String(state.threshold));
     $('#live').prop('checked', !!state.live);
+    // Days in Whale's zone (from /periods) or in the viewer's own, as the browser names it.
+    var own = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
+    $('#tz option:first').text("Whale's zone (" + periods.timezone + ')');
+    $('#tz option:gt(0)').remove();
+    if (own && own !== periods.timezone) {
+      $('#tz').append($('<option></option>').attr('value', own).text('yours (' + own + ')'));
+    }
+    if (state.tz && $.inArray(state.tz, [own]) < 0) {
+      $('#tz').append($('<option></option>').attr('value', state.tz).text(state.tz));
+    }
+    $('#tz').val(state.tz || '');
   }
 
   function start() {
@@ -367,6 +378,7 @@ $(function () {
   $('#threshold').on('change', function () { update({threshold: Number($(this).val())}); });
   $('#live').on('change', function () { update({live: $(this).prop('checked')}); });
   $('#decision, #decision-metrics').on('change', showDecision);
+  $('#tz').on('change', function () { update({tz: $(this).val()}); });
   $('#metrics').on('change', function () { update({metrics: parseMetrics($(this).val())}); });
   $('#controls').on('submit', function (event) { event.preventDefault(); });
 });

@@ -41,6 +41,8 @@
     threshold: 0.1,       // a child's share of its parent needed to be drawn
     limit: '',            // the top N children only
     sort: '',             // the metric or formula children are ranked by
+    tz: '',               // day buckets and named windows (today) in this IANA zone, e.g.
+                          // 'Europe/Berlin' or the viewer's own; '' is Whale's TIMEZONE
     live: false,          // true (a third of a bucket, 2 to 10 s) or a number of seconds
     drill: true,          // clicking a child drills down into it
     token: '',            // a read token, sent as Authorization: Bearer <token>
@@ -115,7 +117,7 @@
       pk: o.pk, dimensions: JSON.stringify(this.path()), metrics: JSON.stringify(o.metrics),
       depth: o.depth, threshold: o.threshold
     };
-    $.each(['period', 'since', 'until', 'limit', 'sort'], function (_, name) {
+    $.each(['period', 'since', 'until', 'limit', 'sort', 'tz'], function (_, name) {
       if (o[name] !== '' && o[name] !== null && o[name] !== undefined) { params[name] = o[name]; }
     });
     return params;

@@ -206,6 +206,33 @@ def test_a_decision_shows_its_options_classes_and_choices(page, whale):
     assert page.problems == []
 
 
+def test_days_in_the_viewers_time_zone(browser, whale):
+    """The dashboard offers the viewer's own zone for day buckets; chosen, the plugin asks
+    with tz= and the day buckets start at the viewer's midnights (folded from hours)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 760},
+                                  timezone_id="America/New_York")
+    page = context.new_page()
+    try:
+        open_dashboard(page, whale, metrics=["dollars"], period="1d:1y", since="3d", depth=0)
+        assert page.locator("#tz option").all_inner_texts() == [
+            "Whale's zone (UTC)", "yours (America/New_York)"]
+        with page.expect_request(lambda r: "/plotpoints" in r.url and "tz=America" in r.url):
+            page.select_option("#tz", "America/New_York")
+        page.wait_for_function("""() => $('#graph').data('hailwhale').answer.tz ===
+                                  'America/New_York'""", timeout=10_000)
+        starts = page.evaluate("""() => $('#graph').data('hailwhale').series[0].data.map(
+            p => new Date(p[0]).toLocaleString('en-US', {timeZone: 'America/New_York',
+                                                          hour: '2-digit', hour12: false}))""")
+        assert starts and set(starts) <= {"00", "24"}, starts  # ICU writes midnight either way
+        assert sum(v for _, v in page.evaluate(
+            "() => $('#graph').data('hailwhale').series[0].data")) == 200
+        assert "tz" in page.evaluate("() => decodeURIComponent(window.location.hash)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "test_days_in_the_viewers_time_zone.png"))
+    finally:
+        context.close()
+
+
 def test_new_events_show_up_on_the_next_live_update(page, whale):
     open_dashboard(page, whale, metrics=["dollars"], since="1h", live=1)
     whale.count(dimensions="partnerships", metrics='{"dollars": 5000}')
