@@ -48,6 +48,7 @@ _QUERY = [
            "(default 0.1)", {"type": "number"}),
     _param("limit", "the top N children", {"type": "integer"}),
     _param("sort", "the metric or formula children are ranked by (default: the first)"),
+    _param("tz", "an IANA zone for day buckets and named windows (default: TIMEZONE)"),
     _TOKEN,
 ]
 # GET /rank (hailwhale.rank): the same selection, one value, every level by default.
