@@ -235,8 +235,9 @@ def read_totals(store: Store, query: Query,
     found: dict[Path, Totals] = {}
     unread, level = [query.path], [query.path]  # the dimension is read with its children
     for _ in range(query.depth):
-        level = [parent + (child,) for parent in level if len(parent) < deepest
-                 for child in store.children(query.pk, parent, since=query.since)]
+        found_below = store.children_of(query.pk, [p for p in level if len(p) < deepest],
+                                        since=query.since)
+        level = [parent + (child,) for parent, names in found_below.items() for child in names]
         unread += level
         if not level:
             break

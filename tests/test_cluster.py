@@ -67,3 +67,18 @@ def test_a_batch_id_is_applied_once_per_slot_on_a_cluster(cluster_store, setting
         assert reading[()]["hits"].total == 1
     assert cluster_store.reset("pk3") > 0
     assert "pk3" not in cluster_store.pks()
+
+
+def test_rank_on_a_cluster(cluster_store, clock):
+    """GET /rank's reads (children of a whole tree in one pipeline, totals level by level)
+    on a cluster: the original ratio case, its paths' keys in many slots."""
+    app = webtest.TestApp(create_app(cluster_store, clock=clock))
+    app.post_json("/count", [
+        {"dimensions": path, "metrics": {"value": value, "visitors": visitors}}
+        for path, value, visitors in ((["t", "a", "asub1"], 54989, 4999),
+                                      (["t", "a", "asub2"], 375000, 25000),
+                                      (["t", "b"], 100000, 20000), (["t", "c"], 5, 1))])
+    ranked = app.get("/rank", {"dimensions": "t", "value": "value/visitors"}).json["ranked"]
+    assert {key: row["important"] for key, row in ranked.items()} == {
+        '["t","a"]': False, '["t","a","asub1"]': False, '["t","a","asub2"]': True,
+        '["t","b"]': True, '["t","c"]': False}

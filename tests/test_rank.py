@@ -490,3 +490,13 @@ def test_the_openapi_document_names_the_parameters_rank_reads():
 
     documented = {p["name"] for p in document("whale")["paths"]["/rank"]["get"]["parameters"]}
     assert documented == KNOWN | {"token"}
+
+
+def test_children_of_many_paths_in_one_read(store):
+    whale = HailWhale(store)
+    count_ratio(whale)
+    paths = [T, ("t", "a"), ("t", "b"), ("nothing",)]
+    assert store.children_of("", paths) == {path: store.children("", path) for path in paths}
+    assert store.children_of("", paths)[T] == ["a", "b", "c"]
+    assert store.children_of("", paths, since=time.time() + 60)[T] == []
+    assert store.children_of("", []) == {}
