@@ -333,7 +333,7 @@ $(function () {
       attribute('metrics', metrics);
     if (state.pk) { tag += attribute('pk', state.pk); }
     if (state.dimensions.length) { tag += attribute('dimensions', JSON.stringify(state.dimensions)); }
-    $.each(['period', 'since', 'depth', 'threshold'], function (_, name) {
+    $.each(['period', 'since', 'depth', 'threshold', 'tz'], function (_, name) {
       if (state[name] !== '' && state[name] !== undefined) { tag += attribute(name, state[name]); }
     });
     if (!state.live) { tag += attribute('live', 'false'); }

@@ -26,7 +26,7 @@
   var LIBRARIES = ['static/vendor/jquery.min.js', 'static/vendor/jquery.flot.js',
                    'static/jquery.hailwhale.js'];
   var MAX_BACKOFF = 60;
-  var STRINGS = ['pk', 'period', 'since', 'until', 'limit', 'sort', 'token'];
+  var STRINGS = ['pk', 'period', 'since', 'until', 'limit', 'sort', 'tz', 'token'];
   var NUMBERS = ['depth', 'threshold'];
   var LENGTH = /^\d+(\.\d+)?(px|em|rem|vh|vw|%)?$/;
 

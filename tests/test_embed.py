@@ -183,20 +183,22 @@ def test_an_async_tag_under_a_strict_host_csp_on_a_page_without_jquery(page, wha
     is enough, with nothing else allowed; an async tag finds itself; a page with no jQuery
     has none afterwards either."""
     policy = (f"default-src 'none'; script-src {whale.url}; connect-src {whale.url}; "
-              "style-src 'unsafe-inline'; img-src data:")
+              "style-src 'unsafe-inline'")
     strict_page = f"""<!DOCTYPE html><html><head>
-      <meta http-equiv="Content-Security-Policy" content="{policy}">
-      <link rel="icon" href="data:,"></head><body>
+      <meta http-equiv="Content-Security-Policy" content="{policy}"></head><body>
       <h1>Status</h1>
       <div id="slot"><script async src="{whale.url}/embed.js" data-metrics="dollars"
-        data-depth="1" data-since="1h" data-threshold="0"></script></div>
+        data-depth="1" data-since="1h" data-threshold="0" data-tz="UTC"></script></div>
     </body></html>"""
+    requested = record_requests(page)
     with host(tmp_path, {"status.html": strict_page}) as site:
         page.goto(f"{site}/status.html")
         wait_for_states(page, ["drawn"])
         (graph,) = embeds(page)
         assert [s["label"] for s in graph["series"]] == [
             "Overall", "sales", "services", "advertising"]
+        assert [url for url in requested if "/plotpoints?" in url][0].endswith(
+            "&threshold=0&since=1h&tz=UTC")
         assert page.evaluate("() => [typeof window.jQuery, typeof window.$]") == [
             "undefined", "undefined"]
         assert page.evaluate("() => document.querySelector('#slot .hailwhale-embed') !== null")
@@ -204,6 +206,26 @@ def test_an_async_tag_under_a_strict_host_csp_on_a_page_without_jquery(page, wha
             "Overall", "sales", "services", "advertising"]
         assert inked_pixels(page, ".hailwhale-embed-graph") > 5_000
         assert page.problems == []  # a CSP violation would be a console error
+
+
+def test_tags_are_found_where_the_browser_does_not_say_which_script_runs(page, whale,
+                                                                         tmp_path):
+    """Without document.currentScript (older browsers, loaders that run the file), a run
+    takes every embed tag of the page not taken yet: with async tags, the first run takes
+    both, the second none again."""
+    page.add_init_script("Object.defineProperty(document, 'currentScript', "
+                         "{get: () => null})")
+    old_page = f"""<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>
+      {tag(whale.url, metrics="dollars", since="1h", height=150)}
+      <p>second</p>{tag(whale.url, metrics="hits", since="1h", height=150)}</body></html>
+      """.replace("<script src=", "<script async src=")
+    with host(tmp_path, {"old.html": old_page}) as site:
+        page.goto(f"{site}/old.html")
+        wait_for_states(page, ["drawn", "drawn"])
+        assert [graph["series"][0]["total"] for graph in embeds(page)] == [200, 4]
+        assert page.evaluate("() => document.currentScript") is None
+        assert page.evaluate("() => document.querySelectorAll('.hailwhale-embed').length") == 2
+        assert page.problems == []
 
 
 def test_embed_names_are_shown_literally_and_never_run(page, whale, tmp_path):
