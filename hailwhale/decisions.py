@@ -305,6 +305,12 @@ def _read(store: Store, pk: str, decision: str, options: Sequence[str], places: 
     paths = {(option, place): (decision, option, *place) for option in options
              for place in places}
     kinds = {numerator: SUM, denominator: SUM}
+    cells = len(paths) * len(ordinals)
+    if cells > store.settings.max_query_cells:  # options x contexts x buckets, bounded
+        raise BadRequest("options", list(options), f"deciding would read {len(paths):,} "
+                         f"series over {len(ordinals):,} buckets, more than MAX_QUERY_CELLS "
+                         f"({store.settings.max_query_cells:,}): fewer options, fewer "
+                         "visitor dimensions, or a shorter window (since)")
     readings = store.read(pk, list(paths.values()), kinds, period, ordinals, buckets=False)
     return {key: (float(readings[path][numerator].total or 0),
                   float(readings[path][denominator].total or 0))

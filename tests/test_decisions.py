@@ -148,6 +148,15 @@ def test_bad_decision_requests_are_400s_naming_the_parameter(app, route, params,
     assert answer.status_int == 400 and answer.json["param"] == param, answer.json
 
 
+def test_a_decision_reads_at_most_max_query_cells(app):
+    """100 options for a visitor of 16 deep branches would read millions of cells: a 400."""
+    visitor = json.dumps({f"k{i}": ["a", "b", "c", "d", "e", "f", "g"] for i in range(16)})
+    answer = app.get("/decide", {"decision": "x", "options": json.dumps(
+        [f"o{i}" for i in range(100)]), "dimensions": visitor}, expect_errors=True)
+    assert answer.status_int == 400 and answer.json["param"] == "options", answer.json
+    assert "MAX_QUERY_CELLS" in answer.json["error"]
+
+
 def test_tokens_cover_decisions_by_pk(store, clock):
     import dataclasses
 
