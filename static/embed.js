@@ -183,21 +183,25 @@
   // window.jQuery is Whale's copy only between jQuery's and the plugin's run.
   function preload(urls, done) {
     if (!supportsPreload()) { done(null, []); return; }
-    var pending = urls.length, failed = null, links = [];
+    var pending = urls.length, failed = [], links = [];
     for (var i = 0; i < urls.length; i++) {
-      (function (url) {
+      (function (index) {
         var link = document.createElement('link');
         link.rel = 'preload';
         link.as = 'script';
-        link.href = url;
+        link.href = urls[index];
         link.onload = link.onerror = function (event) {
-          if (event.type === 'error' && !failed) { failed = url; }
+          failed[index] = event.type === 'error';
           pending -= 1;
-          if (pending === 0) { done(failed, links); }
+          if (pending !== 0) { return; }
+          for (var j = 0; j < urls.length; j++) {
+            if (failed[j]) { done(urls[j], links); return; }  // the first, in their order
+          }
+          done(null, links);
         };
         links.push(link);
         head().appendChild(link);
-      }(urls[i]));
+      }(i));
     }
   }
 
