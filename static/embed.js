@@ -164,8 +164,27 @@
     graph.appendChild(message);
   }
 
+  // A child clicked drills down into it (as in the dashboard); with no breadcrumb here, a
+  // link above the graph leads back to the tag's own dimension.
+  function backLink(job) {
+    var $ = embed.jQuery, start = job.options.dimensions || [];
+    var back = document.createElement('a');
+    back.href = '#';
+    back.className = 'hailwhale-embed-back';
+    back.style.cssText = 'display: none; font: 12px sans-serif; margin: 0 0 4px';
+    back.textContent = '\u2039 back to ' + (start.length ? start.join(' / ') : 'Overall');
+    job.graph.parentNode.insertBefore(back, job.graph);
+    $(job.graph).on('hailwhale:drill', function () { back.style.display = 'inline-block'; });
+    $(back).on('click', function (event) {
+      event.preventDefault();
+      back.style.display = 'none';
+      $(job.graph).hailwhale({dimensions: start.slice()});
+    });
+  }
+
   function draw(job) {
     job.graph.textContent = '';
+    if (job.options.drill !== false) { backLink(job); }
     embed.jQuery(job.graph).hailwhale(job.options);
     embed.graphs.push(job.graph);
   }

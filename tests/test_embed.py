@@ -65,6 +65,16 @@ def tag(whale_url: str, **data) -> str:
     return f'<script src="{whale_url}/embed.js"{attributes}></script>'
 
 
+def wait_for_embed_dimension(page, dimension: list[str], index: int = 0):
+    """The embed graph number ``index`` drawn for ``dimension``."""
+    page.wait_for_function("""([want, index]) => {
+        const el = document.querySelectorAll('.hailwhale-embed-graph')[index];
+        const graph = HailWhaleEmbed.jQuery(el).data('hailwhale');
+        return graph.answer && JSON.stringify(graph.answer.dimension) === JSON.stringify(want)
+            && el.getAttribute('data-hailwhale-state') === 'drawn';
+    }""", arg=[dimension, index], timeout=10_000)
+
+
 def record_requests(page) -> list[str]:
     urls: list[str] = []
     page.on("request", lambda request: urls.append(request.url))
@@ -150,6 +160,16 @@ def test_two_tags_draw_two_live_graphs_and_leave_the_pages_jquery_alone(page, wh
             ("SCRIPT before-revenue", 300, "Revenue"), ("SCRIPT before-shop", 200, None),
             ("SCRIPT before-refused", 120, None)]
         assert layout[0]["width"] == 900
+
+        # A child's legend entry drills into it; the link above the graph leads back.
+        back = page.locator(".hailwhale-embed-back").first
+        assert not back.is_visible()
+        page.locator(".hailwhale-embed .legendLayer text", has_text="sales: dollars").first.click()
+        wait_for_embed_dimension(page, ["sales"])
+        assert back.is_visible() and back.inner_text() == "\u2039 back to Overall"
+        back.click()
+        wait_for_embed_dimension(page, [])
+        assert not back.is_visible()
         assert inked_pixels(page, ".hailwhale-embed-graph") > 5_000
 
         # Live: an event counted now shows up on the next poll, without a reload.
