@@ -66,9 +66,18 @@
     return value === null ? undefined : value;
   }
 
+  // A JSON list of strings, or an error that says what it is not.
+  function jsonList(text) {
+    var value = JSON.parse(text);
+    var strings = Object.prototype.toString.call(value) === '[object Array]';
+    for (var i = 0; strings && i < value.length; i++) { strings = typeof value[i] === 'string'; }
+    if (!strings) { throw new Error(text + ' is not a list of names'); }
+    return value;
+  }
+
   // "dollars,dollars/hits", or a JSON list for names with commas.
   function metricList(text) {
-    if (/^\s*\[/.test(text)) { return JSON.parse(text); }
+    if (/^\s*\[/.test(text)) { return jsonList(text); }
     var list = [];
     var parts = text.split(',');
     for (var i = 0; i < parts.length; i++) {
@@ -81,7 +90,7 @@
   // A JSON list (a path such as ["sales","p123"]) or one name ("sales").
   function dimensionPath(text) {
     if (text === '') { return []; }
-    return /^\s*\[/.test(text) ? JSON.parse(text) : [text];
+    return /^\s*\[/.test(text) ? jsonList(text) : [text];
   }
 
   // Live by default: "false" (or off, no, 0) turns it off, a number is seconds between polls.

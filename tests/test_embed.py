@@ -254,12 +254,13 @@ def test_embed_names_are_shown_literally_and_never_run(page, whale, tmp_path):
     watch_dialogs(page)
     hostile_page = f"""<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>
       <body>{tag(whale.url, pk=PAYLOAD_PK, depth=1, since="1h", title=P2)}
-      {tag(whale.url, dimensions="[oops", height=80)}</body></html>"""
+      {tag(whale.url, dimensions="[oops", height=80)}
+      {tag(whale.url, metrics='["hits", 1]', height=80)}</body></html>"""
     with host(tmp_path, {"hostile.html": hostile_page}) as site:
         page.goto(f"{site}/hostile.html")
-        wait_for_states(page, ["drawn", "error"])
+        wait_for_states(page, ["drawn", "error", "error"])
         page.wait_for_timeout(300)  # time for an image's error handler to run
-        graph, broken = embeds(page)
+        graph, broken, numbers = embeds(page)
         labels = [s["label"] for s in graph["series"]]
         assert sorted(labels) == sorted(["Overall", P1, P2, P3])
         assert page.locator(".hailwhale-embed .legendLayer text").all_text_contents() == labels
@@ -267,6 +268,8 @@ def test_embed_names_are_shown_literally_and_never_run(page, whale, tmp_path):
         assert page.locator(".hailwhale-embed img, .hailwhale-embed image, "
                             ".hailwhale-embed script").count() == 0
         assert broken["status"].startswith("HailWhale: data-dimensions is not a JSON list")
+        assert numbers["status"] == ('HailWhale: data-metrics is not a JSON list: '
+                                     '["hits", 1] is not a list of names')
         assert_no_script_ran(page)
 
 
