@@ -10,10 +10,10 @@
  * attributes are the plugin's options (see the README, "One tag: embed.js").
  *
  * Several tags on a page each draw their own graph; the three libraries are loaded once.
- * They are the page's own copy of Whale's: fetched side by side first, then run back to back,
- * after which jQuery.noConflict(true) gives the page back whatever window.jQuery and
- * window.$ were (its own jQuery, or nothing), so a page's jQuery, its version and its
- * plugins are never replaced and never changed. What embed.js leaves in the page:
+ * They are the embed's own copy, whatever the page has: fetched side by side first, then run
+ * back to back, after which jQuery.noConflict(true) gives the page back whatever
+ * window.jQuery and window.$ were (its own jQuery, or nothing), so a page's jQuery, its
+ * version and its plugins are never replaced and never changed. What embed.js leaves in the page:
  * window.HailWhaleEmbed (its jQuery, the graphs drawn), flot's window.Flot, the plugin's
  * <style id="hailwhale-styles">, and the graphs.
  *
