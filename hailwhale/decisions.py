@@ -110,11 +110,11 @@ def ratio_of(text: str) -> tuple[str, str]:
     """The numerator and denominator a decision maximises: ``dollars/visitors``, or one
     metric ``m`` per event (``m/hits``)."""
     formula = parse(text or "value/hits", "metrics")
-    tree = formula._tree
-    if tree[0] == "name":
-        return tree[1], "hits"
-    if tree[0] == "/" and tree[1][0] == "name" and tree[2][0] == "name":
-        return tree[1][1], tree[2][1]
+    if formula.is_metric and ":" not in formula.text:
+        return formula.text, "hits"
+    parts = formula.division()
+    if parts and all(part.is_metric and ":" not in part.text for part in parts):
+        return parts[0].text, parts[1].text
     raise BadRequest("metrics", text, "a decision maximises one metric per event (dollars) "
                      "or a ratio of two (dollars/visitors)")
 

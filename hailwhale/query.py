@@ -76,6 +76,20 @@ def parse_query(params: Mapping, settings: Settings, now: float) -> Query:
     path = parse_path(params.get("dimensions", params.get("dimension")), settings)
     metrics = tuple(parse(text) for text in _metric_list(params.get("metrics",
                                                                      params.get("metric"))))
+    period, since, until, source, zone = window_of(params, settings, now)
+    depth = _integer(params, "depth", 0, 0, settings.max_depth)
+    threshold = _number(params, "threshold", DEFAULT_THRESHOLD, 0.0, 1.0)
+    limit = _integer(params, "limit", None, 1, 10_000)
+    sort = params.get("sort")
+    pk = params.get("pk", params.get("category")) or ""
+    return Query(str(pk), path, metrics, period, since, until, depth, threshold, limit,
+                 parse(sort, "sort") if sort not in (None, "") else None, source, zone)
+
+
+def window_of(params: Mapping, settings: Settings, now: float
+              ) -> tuple[Period, float, float, Period | None, str | None]:
+    """``(period, since, until, source, zone)`` of a query's ``period``, ``since``, ``until``
+    and ``tz``: the period in the zone asked (see Query.source and Query.zone)."""
     period = find_period(settings.periods, params.get("period"))
     zone, tz = _zone(params.get("tz"), settings)
     source = None
@@ -85,13 +99,7 @@ def parse_query(params: Mapping, settings: Settings, now: float) -> Query:
                            settings.max_buckets)
     if zone is not None and period.daily and zone not in settings.timezones:
         source = _hours_for(period, since, now, settings)
-    depth = _integer(params, "depth", 0, 0, settings.max_depth)
-    threshold = _number(params, "threshold", DEFAULT_THRESHOLD, 0.0, 1.0)
-    limit = _integer(params, "limit", None, 1, 10_000)
-    sort = params.get("sort")
-    pk = params.get("pk", params.get("category")) or ""
-    return Query(str(pk), path, metrics, period, since, until, depth, threshold, limit,
-                 parse(sort, "sort") if sort not in (None, "") else None, source, zone)
+    return period, since, until, source, zone
 
 
 def _zone(value, settings: Settings) -> tuple[str | None, tzinfo]:
@@ -249,7 +257,7 @@ def select(store: Store, query: Query, registry: Mapping[str, str],
         return [query.path]
     ranking = query.ranking
     kinds = _kinds(registry, [ranking])
-    period, ordinals = _read_window(query, store)
+    period, ordinals = read_window(query, store)
     # A ranking that overflows (None) ranks as 0: it can neither be compared nor shared.
     parents = {query.path: _total(ranking, store.read(
         query.pk, [query.path], kinds, period, ordinals, buckets=False)[query.path],
@@ -307,7 +315,7 @@ def _window(query: Query, store: Store) -> tuple[range, list[int]]:
     return ordinals, [int(query.period.start(o, tz) * 1000) for o in ordinals]
 
 
-def _read_window(query: Query, store: Store) -> tuple[Period, range]:
+def read_window(query: Query, store: Store) -> tuple[Period, range]:
     """The period and buckets a query reads: its own, or, folding a zone's days from hours,
     the hours those days cover."""
     tz = store.settings.tz
@@ -366,7 +374,7 @@ def read_selection(store: Store, query: Query, budget: Budget | None = None):
     kinds = _kinds(registry, query.metrics)  # checked before anything is read
     paths = select(store, query, registry, budget)
     ordinals, starts = _window(query, store)
-    period, read = _read_window(query, store)
+    period, read = read_window(query, store)
     series = len(paths) * max(len(kinds), len(query.metrics))
     _spend(store.settings, query, series, len(read), "show", budget)
     readings = store.read(query.pk, paths, kinds, period, read)

@@ -34,7 +34,7 @@ from .config import Settings
 from .dimensions import Path
 from .errors import BadRequest
 from .formulas import Formula, parse
-from .periods import find_period
+from .periods import Period
 
 # The helpers /plotpoints ranks its children with, so /rank checks a formula's metrics,
 # evaluates totals and bounds its reads exactly as they do.
@@ -46,17 +46,18 @@ from .query import (
     _spend,
     _total,
     parse_path,
+    read_window,
     refuse_unknown,
+    window_of,
 )
 from .store import Store
-from .windows import resolve
 
 THRESHOLD = 0.1  # the share of the parent's total, or of its ratio, that matters
 MIN_EVENTS = 10  # a summed child needs more events than this
 MIN_DENOMINATOR = 5  # a ratio's child needs more than this under the denominator
 HITS = parse("hits")  # the events: every event counts hits
 KNOWN = {"pk", "category", "dimensions", "dimension", "value", "metrics", "period", "since",
-         "until", "recursive", "depth"}
+         "until", "recursive", "depth", "tz"}
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -177,12 +178,10 @@ def parse_rank(params: Mapping, settings: Settings, now: float) -> Query:
     refused, as /count refuses them (names starting with _ are ignored: cache busters)."""
     refuse_unknown(params, KNOWN)
     path = parse_path(params.get("dimensions", params.get("dimension")), settings)
-    period = find_period(settings.periods, params.get("period"))
-    since, until = resolve(period, params.get("since"), params.get("until"), now,
-                           settings.tz, settings.max_buckets)
+    period, since, until, source, zone = window_of(params, settings, now)
     pk = params.get("pk", params.get("category")) or ""
     return Query(str(pk), path, (value_formula(params),), period, since, until,
-                 _depth(params, settings))
+                 _depth(params, settings), source=source, zone=zone)
 
 
 def value_formula(params: Mapping) -> Formula:
@@ -230,7 +229,7 @@ def read_totals(store: Store, query: Query,
         kinds = _kinds(store.metric_kinds(query.pk), formulas)  # checked before any read
     except BadRequest as exc:  # a statistic the metric has not: the parameter is value
         raise BadRequest("value", exc.value, exc.reason) from None
-    ordinals = query.period.ordinals(query.since, query.until, store.settings.tz)
+    period, ordinals = read_window(query, store)  # with tz=, perhaps the hours of its days
     deepest = store.settings.max_depth  # no event reaches below: nothing to look for there
     found: dict[Path, Totals] = {}
     unread, level = [query.path], [query.path]  # the dimension is read with its children
@@ -241,18 +240,18 @@ def read_totals(store: Store, query: Query,
         unread += level
         if not level:
             break
-        found.update(_read(store, query, unread, kinds, ordinals, parts, budget))
+        found.update(_read(store, query, unread, kinds, period, ordinals, parts, budget))
         unread = []
     if unread:
-        found.update(_read(store, query, unread, kinds, ordinals, parts, budget))
+        found.update(_read(store, query, unread, kinds, period, ordinals, parts, budget))
     return found
 
 
 def _read(store: Store, query: Query, paths: list[Path], kinds: dict[str, str],
-          ordinals: range, parts: tuple[Formula, Formula] | None,
+          period: Period, ordinals: range, parts: tuple[Formula, Formula] | None,
           budget: Budget | None) -> dict[Path, Totals]:
     _spend(store.settings, query, len(paths) * len(kinds), len(ordinals), "rank", budget)
-    readings = store.read(query.pk, paths, kinds, query.period, ordinals, buckets=False)
+    readings = store.read(query.pk, paths, kinds, period, ordinals, buckets=False)
     # A total that overflows (None) counts as 0, as /plotpoints ranks it.
     formulas = [parts[0], HITS, parts[1]] if parts else [query.metrics[0], HITS]
     found = {}

@@ -53,7 +53,7 @@ _QUERY = [
 ]
 # GET /rank (hailwhale.rank): the same selection, one value, every level by default.
 _RANK = [p for p in _QUERY if p["name"] in ("pk", "category", "dimensions", "dimension",
-                                            "period", "since", "until")] + [
+                                            "period", "since", "until", "tz")] + [
     _param("value", "the metric or formula ranked: dollars, or a ratio such as "
            "dollars/visitors (default: hits)"),
     _param("metrics", "alias of value"),

@@ -96,3 +96,16 @@ def test_tz_names_its_windows_and_is_checked(zoned, clock):
     midnight = datetime.fromtimestamp(clock.now, ZoneInfo("Pacific/Auckland")).replace(
         hour=0, minute=0, second=0, microsecond=0)
     assert abs(answer["since"] / 1000 - midnight.timestamp()) < 1
+
+
+def test_rank_takes_tz_too(zoned):
+    """/rank over a folded zone's days reads the hours of those days."""
+    for name, amount in (("a", 30), ("b", 70)):
+        for _ in range(20):
+            zoned.get("/count", {"dimensions": json.dumps(["shop", name]),
+                                 "metrics": json.dumps({"dollars": amount})})
+    answer = zoned.get("/rank", {"dimensions": "shop", "value": "dollars", "period": "1d:1y",
+                                 "since": "today", "tz": "America/New_York"}).json
+    assert answer["tz"] == "America/New_York"
+    assert {key: row["value"] for key, row in answer["ranked"].items()} == {
+        '["shop","a"]': 600, '["shop","b"]': 1400}

@@ -321,6 +321,32 @@ def test_gauges_and_timings_through_hail_and_hailwail_under_uwsgi(deployment):
     assert rows[("eu", "de")]["queue"] == 37 and rows[("eu", "fr")]["queue"] is None
 
 
+def test_decisions_and_a_zones_days_under_uwsgi(deployment):
+    """Issue 12 through Whale's uWSGI: outcomes counted, /decide's classes and choice (the
+    original's basic case), and days in a viewer's zone folded from hours."""
+    whale, pk = deployment.whale_url, "uwsgi-decide"
+    for option, dollars, visitors in (("a", 5000, 1000), ("b", 0, 2000), ("c", 0, 2000),
+                                      ("d", 50, 10)):
+        answer = requests.get(f"{whale}/count_decision", timeout=10, params={
+            "pk": pk, "decision": "slogan", "option": option,
+            "metrics": json.dumps({"dollars": dollars, "visitors": visitors})})
+        assert answer.json() == {"ok": True, "counted": 1}, answer.text
+    answer = requests.get(f"{whale}/decide", timeout=10, params={
+        "pk": pk, "decision": "slogan", "options": '["a", "b", "c", "d"]',
+        "metrics": "dollars/visitors", "test_idea_threshold": 0, "bad_idea_threshold": 0})
+    decided = answer.json()
+    assert (decided["option"], decided["good"], decided["bad"], decided["test"]) == (
+        "a", ["a"], ["b", "c"], ["d"]), decided
+    assert requests.get(f"{whale}/decisions", params={"pk": pk}, timeout=10).json() == {
+        "pk": pk, "decisions": {"slogan": ["a", "b", "c", "d"]}}
+    requests.get(f"{whale}/count", timeout=10, params={
+        "pk": pk, "dimensions": "shop", "metrics": '{"dollars": 3}'}).raise_for_status()
+    days = requests.get(f"{whale}/totals", timeout=10, params={
+        "pk": pk, "dimensions": "shop", "metrics": "dollars", "period": "1d:1y",
+        "since": "today", "tz": "Asia/Tokyo"}).json()
+    assert days["tz"] == "Asia/Tokyo" and days["totals"][0]["totals"] == {"dollars": 3}
+
+
 def test_bad_input_is_a_400_through_uwsgi(deployment):
     hail, whale = deployment.hail_url, deployment.whale_url
     waiting = requests.get(f"{hail}/health", timeout=10).json()["waiting"]
