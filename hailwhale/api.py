@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from . import decisions
 from .batches import count_events
@@ -23,10 +24,9 @@ from .dimensions import Path
 from .event import parse_event
 from .formulas import parse
 from .periods import find_period
-from .query import Query, parse_path, read_selection, values_of
+from .query import Query, parse_path, read_selection, values_of, window_of
 from .rank import ranked, recursive_flag
 from .store import Store
-from .windows import resolve
 
 Points = list[tuple[datetime, Any]]
 
@@ -81,18 +81,21 @@ class HailWhale:
     def dataset(self, params, value: str = "hits", period=None,
                 start_at: datetime | None = None, end_at: datetime | None = None,
                 depth: int = 0, pk: str = "", threshold: float = 0.0,
-                limit: int | None = None) -> Points | dict[Any, Points]:
+                limit: int | None = None, tz: str | None = None) -> Points | dict[Any, Points]:
         """``[(datetime, value), ...]`` of one dimension, every bucket of the window present;
         with ``depth`` a dict of its children's series instead, keyed by the child's name
         (depth 1) or its path below ``params`` (deeper). ``value`` may be a formula such
-        as ``'dollars/hits'``; ``period`` an ``(interval, retention)`` tuple or a name."""
+        as ``'dollars/hits'``; ``period`` an ``(interval, retention)`` tuple or a name;
+        ``tz`` a zone for day buckets (as ``tz=`` on queries; the datetimes are in it)."""
         settings = self.settings
-        chosen, since, until = self._window(period, start_at, end_at)
+        chosen, since, until, source, zone = self._window(period, start_at, end_at, tz)
         formula = parse(value, "value")
         path = parse_path(params, settings)
-        query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit)
+        query = Query(pk, path, (formula,), chosen, since, until, depth, threshold, limit,
+                      source=source, zone=zone)
         paths, starts, readings, kinds = read_selection(self.store, query)
-        stamps = [datetime.fromtimestamp(ms / 1000, settings.tz) for ms in starts]
+        shown = ZoneInfo(zone) if zone else settings.tz
+        stamps = [datetime.fromtimestamp(ms / 1000, shown) for ms in starts]
 
         def points(p: Path) -> Points:
             return list(zip(stamps, values_of(formula, readings[p], kinds, len(stamps)),
@@ -107,27 +110,26 @@ class HailWhale:
     @_default_on_class
     def rank(self, params, value: str = "hits", pk: str = "", period=None,
              start_at: datetime | None = None, end_at: datetime | None = None,
-             recursive: bool = True) -> dict[Path, dict]:
+             recursive: bool = True, tz: str | None = None) -> dict[Path, dict]:
         """The descendants of one dimension (``recursive=False``: its children only), each
         ``{"important", "score", "difference", "effect", "value", "count",
         "significance"}``, keyed by its whole path (a tuple), the important first
         (hailwhale.rank; ``GET /rank`` answers the same). ``value`` is a metric, a formula,
-        or a ratio such as ``'dollars/visitors'``."""
-        chosen, since, until = self._window(period, start_at, end_at)
+        or a ratio such as ``'dollars/visitors'``; ``tz`` as for ``dataset``."""
+        chosen, since, until, source, zone = self._window(period, start_at, end_at, tz)
         depth = self.settings.max_depth if recursive_flag(recursive) else 1
         query = Query(pk, parse_path(params, self.settings), (parse(value, "value"),),
-                      chosen, since, until, depth)
+                      chosen, since, until, depth, source=source, zone=zone)
         return ranked(self.store, query)
 
-    def _window(self, period, start_at: datetime | None, end_at: datetime | None):
-        """``(the period, since, until)`` a dataset or rank reads."""
-        settings = self.settings
-        chosen = find_period(settings.periods, tuple(period) if isinstance(period, list)
-                             else period)
-        since, until = resolve(chosen, start_at.timestamp() if start_at else None,
-                               end_at.timestamp() if end_at else None, time.time(),
-                               settings.tz, settings.max_buckets)
-        return chosen, since, until
+    def _window(self, period, start_at: datetime | None, end_at: datetime | None,
+                tz: str | None = None):
+        """``(the period, since, until, source, zone)`` a dataset or rank reads, as a query
+        with these parameters would (hailwhale.query.window_of)."""
+        return window_of({"period": tuple(period) if isinstance(period, list) else period,
+                          "since": start_at.timestamp() if start_at else None,
+                          "until": end_at.timestamp() if end_at else None, "tz": tz},
+                         self.settings, time.time())
 
     @_default_on_class
     def count_decision(self, pk: str, decision: str, option: str, dimensions=None,

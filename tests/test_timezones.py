@@ -109,3 +109,20 @@ def test_rank_takes_tz_too(zoned):
     assert answer["tz"] == "America/New_York"
     assert {key: row["value"] for key, row in answer["ranked"].items()} == {
         '["shop","a"]': 600, '["shop","b"]': 1400}
+
+
+def test_the_python_api_takes_tz(client):
+    from hailwhale import HailWhale
+
+    settings = load_settings(environ={}, PERIODS="15s:3h,1h:60d,1d:1y")
+    api = HailWhale(Store(client, settings))
+    api.log("shop", {"dollars": 5}, at=at("2026-11-01T04:30"))  # 00:30 EDT, 1 Nov
+    api.log("shop", {"dollars": 7}, at=at("2026-11-02T04:30"))  # 23:30 EST, still 1 Nov
+    york = ZoneInfo("America/New_York")
+    points = api.dataset("shop", value="dollars", period="1d:1y", tz="America/New_York",
+                         start_at=datetime(2026, 11, 1, tzinfo=york),
+                         end_at=datetime(2026, 11, 1, 12, tzinfo=york))
+    assert points == [(datetime(2026, 11, 1, tzinfo=york), 12)]
+    ranked = api.rank([], value="dollars", period="1d:1y", tz="America/New_York",
+                      start_at=datetime(2026, 11, 1, tzinfo=york))
+    assert ranked[("shop",)]["value"] == 12
