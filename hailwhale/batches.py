@@ -17,7 +17,7 @@ from . import telemetry
 from .aggregate import Batch, aggregate
 from .errors import BadRequest, CounterOverflow
 from .event import Event, parse_event
-from .store import Store, metric_names, over_cap
+from .store import Store, metric_names, over_cap, refused_reason
 
 MAX_BATCH_ID = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -33,7 +33,7 @@ def count_events(store: Store, events: Iterable[Event], now: float | None = None
     for event in events:
         name = over_cap(event, refused)
         if name is not None:
-            raise BadRequest(f"metrics.{name}", name, store.cap_reason(event.pk))
+            raise BadRequest(f"metrics.{name}", name, refused_reason(refused, event, name))
     batch = aggregate(events, store.settings.counted_periods, store.settings.tz, now)
     store.write(batch)
     telemetry.counted(batch.events)
@@ -77,7 +77,7 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
                 kept.append((index, event))
             else:
                 rejected.append({"index": index, "error": str(BadRequest(
-                    f"metrics.{name}", name, store.cap_reason(event.pk)))})
+                    f"metrics.{name}", name, refused_reason(refused, event, name)))})
         indexes, events = [i for i, _ in kept], [e for _, e in kept]
         rejected.sort(key=lambda item: item["index"])
 
@@ -106,7 +106,7 @@ def count_lines(store: Store, batch_id: str, items: Sequence[str], now: float) -
     if refused:
         table, capped = columns.without(table, refused)
         rejected += [{"index": index, "error": str(BadRequest(
-            f"metrics.{name}", name, store.cap_reason(pk)))} for index, pk, name in capped]
+            f"metrics.{name}", name, refused[pk][key]))} for index, pk, name, key in capped]
         rejected.sort(key=lambda item: item["index"])
 
     def fold_row(row: int):

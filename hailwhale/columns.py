@@ -19,7 +19,7 @@ the same events into, and tests/test_aggregate.py checks both against per-event 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import tzinfo
 
 import polars as pl
@@ -246,30 +246,35 @@ def _kinds_of(events: pl.DataFrame) -> list[tuple[str, str, str]]:
     return found
 
 
-def metric_names(events: pl.DataFrame) -> dict[str, dict[str, str]]:
-    """pk -> metric name -> its kind (SUM, UNIQUE, GAUGE, TIMING), of every metric the
-    events count (for the metric-name guard, Store.admit_metrics)."""
-    names: dict[str, dict[str, str]] = {}
+def metric_names(events: pl.DataFrame) -> dict[str, list[tuple[str, str]]]:
+    """pk -> [(metric name, its kind: SUM, UNIQUE, GAUGE, TIMING)] of every metric the
+    events count, each pair once (for the metric-name guard, Store.admit_metrics)."""
+    names: dict[str, list[tuple[str, str]]] = {}
     for pk, name, kind in _kinds_of(events):
-        names.setdefault(pk, {}).setdefault(name, kind)
+        names.setdefault(pk, []).append((name, kind))
     return names
 
 
-def without(events: pl.DataFrame, refused: dict[str, set[str]]
-            ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
-    """``events`` without those naming a metric their pk has no room for (``refused``: pk ->
-    names): ``(the rest, [(index, pk, the first such name)])``."""
+def without(events: pl.DataFrame, refused: Mapping[str, Collection[str]]
+            ) -> tuple[pl.DataFrame, list[tuple[int, str, str, str]]]:
+    """``events`` without those naming a metric refused for their pk (``refused``: pk ->
+    names, any kind, or ``name:kind``, that kind only; Store.admit_metrics): ``(the rest,
+    [(index, pk, the first such name, its key in refused)])``."""
+    plain = [pl.col("names"), pl.col("uniques"), _names("gauges"), _names("timings")]
+    kinds = (SUM, UNIQUE, GAUGE, TIMING)
+    every = pl.concat_list([*plain, *(names.list.eval(pl.element() + f":{kind}")
+                                      for names, kind in zip(plain, kinds, strict=True))])
     over = pl.lit(False)
-    every = pl.concat_list([pl.col("names"), pl.col("uniques"), _names("gauges"),
-                            _names("timings")])
     for pk, names in refused.items():
         listed = pl.lit(sorted(names), pl.List(pl.String))
         over = over | ((pl.col("pk") == pk) & (every.list.set_intersection(listed).list.len()
                                                > 0))
     marked = events.with_columns(over=over, every=every)
-    capped = [(index, pk, next(n for n in named if n in refused[pk]))
-              for index, pk, named in marked.filter(pl.col("over"))
-              .select("index", "pk", "every").iter_rows()]
+    capped = []
+    for index, pk, named in marked.filter(pl.col("over")).select("index", "pk",
+                                                                  "every").iter_rows():
+        key = next(n for n in named if n in refused[pk])
+        capped.append((index, pk, key.split(":")[0], key))
     return marked.filter(~pl.col("over")).drop("over", "every"), capped
 
 

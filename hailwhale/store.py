@@ -170,21 +170,36 @@ class Store:
         telemetry.folded(refused)
         return True, record
 
-    def admit_metrics(self, names: dict[str, dict[str, str]]) -> dict[str, set[str]]:
-        """The metric-name guard: per pk, the names of ``names`` (pk -> metric -> kind, as
-        ``metric_names`` gives them) the pk has no room for (it holds MAX_PK_METRICS names
-        already), decided and reserved atomically in Redis by admit_metrics.lua; one
-        pipelined round trip."""
+    def admit_metrics(self, names: dict[str, list[tuple[str, str]]]
+                      ) -> dict[str, dict[str, str]]:
+        """The metric-name guard: per pk, what of ``names`` (pk -> [(metric, kind)], as
+        ``metric_names`` gives them) is refused, with why: a name the pk has no room for
+        (it holds MAX_PK_METRICS names already), keyed by the name (every kind of it); a
+        name it holds as another kind (a sum cannot become a timing), keyed ``name:kind``
+        (only that kind: names hold no colon). Decided and reserved atomically in Redis
+        by admit_metrics.lua, one pipelined round trip."""
         if not names:
             return {}
         longest = max(p.retention for p in self.settings.periods)
         pks = list(names.items())
         answers = self._each(self._admit_metrics, [
             (keys.metrics(pk), [self.settings.max_pk_metrics, longest,
-                                *(part for pair in kinds.items() for part in pair)])
+                                *(part for pair in kinds for part in pair)])
             for pk, kinds in pks])
-        return {pk: set(no_room) for (pk, _), no_room in zip(pks, answers, strict=True)
-                if no_room}
+        refused: dict[str, dict[str, str]] = {}
+        for (pk, _), no in zip(pks, answers, strict=True):
+            for entry in no:
+                if entry.startswith("!"):  # "!name:kind:known": held as another kind
+                    name, kind, known = entry[1:].split(":")
+                    name, reason = f"{name}:{kind}", (
+                        f"{name} is a {known} metric of pk {pk!r}; it cannot be counted as "
+                        f"a {kind} (give the {kind} another name)")
+                else:
+                    name, reason = entry, (
+                        f"pk {pk!r} already has MAX_PK_METRICS "
+                        f"({self.settings.max_pk_metrics}) metric names; a new one is refused")
+                refused.setdefault(pk, {})[name] = reason
+        return refused
 
     def _each(self, script, calls: list[tuple[str, list]]) -> list:
         """``script`` run once per ``(key, args)`` of ``calls``, in one pipelined round trip
@@ -196,11 +211,6 @@ class Store:
             for key, args in calls:
                 script(keys=[key], args=args, client=pipe)
             return pipe.execute()
-
-    def cap_reason(self, pk: str) -> str:
-        """Why a new metric name of ``pk`` is refused (the MAX_PK_METRICS guard)."""
-        return (f"pk {pk!r} already has MAX_PK_METRICS ({self.settings.max_pk_metrics}) "
-                "metric names; a new one is refused")
 
     def _admit(self, batch: Batch | Folded) -> Refused:
         """The cardinality guard: for every parent the batch counts children under, which of
@@ -664,24 +674,37 @@ def _ends(cells, periods: tuple[Period, ...], tz):
         dtype=pl.Int64))
 
 
-def metric_names(events: Iterable[Event]) -> dict[str, dict[str, str]]:
-    """pk -> metric name -> SUM or UNIQUE, of every metric ``events`` count."""
-    names: dict[str, dict[str, str]] = {}
+def metric_names(events: Iterable[Event]) -> dict[str, list[tuple[str, str]]]:
+    """pk -> [(metric name, its kind: SUM, UNIQUE, GAUGE, TIMING)], of every metric
+    ``events`` count, each pair once."""
+    names: dict[str, dict[tuple[str, str], None]] = {}
     for event in events:
         found = names.setdefault(event.pk, {})
-        for name in event.metrics:
-            found.setdefault(name, SUM)
-        for name in event.uniques:
-            found.setdefault(name, UNIQUE)
-    return names
+        for pair in _named(event):
+            found[pair] = None
+    return {pk: list(pairs) for pk, pairs in names.items()}
 
 
-def over_cap(event: Event, refused: dict[str, set[str]]) -> str | None:
-    """The first metric of ``event`` its pk had no room for (Store.admit_metrics), if any."""
-    no_room = refused.get(event.pk)
-    if not no_room:
+def _named(event: Event) -> list[tuple[str, str]]:
+    return [*((name, SUM) for name in event.metrics), *((name, UNIQUE) for name in event.uniques),
+            *((name, GAUGE) for name, _, _ in event.gauges),
+            *((name, TIMING) for name, _ in event.timings)]
+
+
+def over_cap(event: Event, refused: dict[str, dict[str, str]]) -> str | None:
+    """The first metric of ``event`` refused for its pk (Store.admit_metrics), if any."""
+    no = refused.get(event.pk)
+    if not no:
         return None
-    return next((name for name in (*event.metrics, *event.uniques) if name in no_room), None)
+    return next((name for name, kind in _named(event)
+                 if name in no or f"{name}:{kind}" in no), None)
+
+
+def refused_reason(refused: dict[str, dict[str, str]], event: Event, name: str) -> str:
+    """Why ``name`` of ``event`` was refused (``over_cap`` found it)."""
+    no = refused[event.pk]
+    return no.get(name) or next(no[f"{name}:{kind}"] for n, kind in _named(event)
+                                if n == name and f"{name}:{kind}" in no)
 
 
 @contextmanager

@@ -295,3 +295,20 @@ def test_both_folds_apply_gauges_as_a_replay_in_time_order(changes):
         replay[settings.periods[0].ordinal(events[i].at, settings.tz)] = (absolute, level)
     gauge = by_events[("", ("g",), "x")]
     assert {o: (a, v) for (p, o), (_, a, v) in gauge.buckets.items() if p == 0} == replay
+
+
+def test_a_name_keeps_its_kind(app, settings, clock):
+    """A sum cannot become a timing (their counters differ): refused, by /count with a 400
+    naming the metric, in a batch for that event alone; and gauges' and timings' names
+    count toward MAX_PK_METRICS like any."""
+    count(app, "x", {"dollars": 5})
+    refused = app.get("/count", {"metrics": '{"dollars": {"timing": 5}}'}, expect_errors=True)
+    assert refused.status_int == 400 and refused.json["param"] == "metrics.dollars"
+    assert "is a sum metric" in refused.json["error"]
+    lines = [wire.encode(parse_event({"metrics": m}, settings, clock.now), clock.now)
+             for m in ({"dollars": {"gauge": 1}}, {"dollars": 2})]
+    answer = app.post("/batch?id=kinds&count=2", "\n".join(lines),
+                      content_type=wire.CONTENT_TYPE).json
+    assert answer["counted"] == 1 and [r["index"] for r in answer["rejected"]] == [0]
+    assert app.get("/metrics").json["metrics"]["dollars"] == "sum"
+    assert totals(app, "dollars")[0]["totals"] == {"dollars": 7}
