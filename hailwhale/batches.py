@@ -17,7 +17,7 @@ from . import telemetry
 from .aggregate import Batch, aggregate
 from .errors import BadRequest, CounterOverflow
 from .event import Event, parse_event
-from .store import Store, metric_names, over_cap, refused_reason
+from .store import Store, metric_names, over_cap
 
 MAX_BATCH_ID = 200
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -31,9 +31,10 @@ def count_events(store: Store, events: Iterable[Event], now: float | None = None
     events = list(events)
     refused = store.admit_metrics(metric_names(events))
     for event in events:
-        name = over_cap(event, refused)
-        if name is not None:
-            raise BadRequest(f"metrics.{name}", name, refused_reason(refused, event, name))
+        found = over_cap(event, refused)
+        if found is not None:
+            name, reason = found
+            raise BadRequest(f"metrics.{name}", name, reason)
     batch = aggregate(events, store.settings.counted_periods, store.settings.tz, now)
     store.write(batch)
     telemetry.counted(batch.events)
@@ -72,12 +73,13 @@ def count_batch(store: Store, batch_id: str, raw_events: Sequence, now: float) -
     if refused:
         kept = []
         for index, event in zip(indexes, events, strict=True):
-            name = over_cap(event, refused)
-            if name is None:
+            found = over_cap(event, refused)
+            if found is None:
                 kept.append((index, event))
             else:
+                name, reason = found
                 rejected.append({"index": index, "error": str(BadRequest(
-                    f"metrics.{name}", name, refused_reason(refused, event, name)))})
+                    f"metrics.{name}", name, reason))})
         indexes, events = [i for i, _ in kept], [e for _, e in kept]
         rejected.sort(key=lambda item: item["index"])
 

@@ -482,21 +482,21 @@ class Store:
         for (path, metric), counts in zip(unique_calls, unique_replies, strict=True):
             result[path][metric] = Reading(list(counts[:-1]), counts[-1])
         kind_replies = replies[len(reads) + len(unique_calls):]
-        gauges = [(path, metric, reply) for (path, metric, kind), reply
-                  in zip(kind_calls, kind_replies, strict=True) if kind == GAUGE]
-        for (path, metric, reply) in gauges:
-            result[path][metric] = _gauge_reading(reply, None)
+        before = []  # gauges whose window starts empty
         for (path, metric, kind), reply in zip(kind_calls, kind_replies, strict=True):
-            if kind == TIMING:
-                sketches = [Sketch.from_fields(dict(zip(pairs[::2], pairs[1::2], strict=True)))
-                            for pairs in reply]
-                total = Sketch()
-                for sketch in sketches:
-                    total.merge(sketch)
-                result[path][metric] = Reading(sketches, total)
+            if kind == GAUGE:
+                result[path][metric] = _gauge_reading(reply, None)
+                if reply and reply[0] is None:
+                    before.append((path, metric))
+                continue
+            sketches = [Sketch.from_fields(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+                        for pairs in reply]
+            total = Sketch()
+            for sketch in sketches:
+                total.merge(sketch)
+            result[path][metric] = Reading(sketches, total)
         # A gauge unchanged since before the window holds the value it had then: read back
         # (over the period's retention) for the gauges whose window starts empty.
-        before = [(path, metric) for path, metric, reply in gauges if reply and reply[0] is None]
         if before:
             back = _retained(period, ordinals.start)
             earlier = self._run([self._kind_read(pk, path, metric, GAUGE, period, back)
@@ -691,20 +691,17 @@ def _named(event: Event) -> list[tuple[str, str]]:
             *((name, TIMING) for name, _ in event.timings)]
 
 
-def over_cap(event: Event, refused: dict[str, dict[str, str]]) -> str | None:
-    """The first metric of ``event`` refused for its pk (Store.admit_metrics), if any."""
+def over_cap(event: Event, refused: dict[str, dict[str, str]]) -> tuple[str, str] | None:
+    """``(the first metric of event refused for its pk, why)`` (Store.admit_metrics: by
+    name, or by ``name:kind``), if any."""
     no = refused.get(event.pk)
     if not no:
         return None
-    return next((name for name, kind in _named(event)
-                 if name in no or f"{name}:{kind}" in no), None)
-
-
-def refused_reason(refused: dict[str, dict[str, str]], event: Event, name: str) -> str:
-    """Why ``name`` of ``event`` was refused (``over_cap`` found it)."""
-    no = refused[event.pk]
-    return no.get(name) or next(no[f"{name}:{kind}"] for n, kind in _named(event)
-                                if n == name and f"{name}:{kind}" in no)
+    for name, kind in _named(event):
+        reason = no.get(name) or no.get(f"{name}:{kind}")
+        if reason is not None:
+            return name, reason
+    return None
 
 
 @contextmanager
