@@ -43,6 +43,7 @@ from .errors import BadRequest
 from .event import Event, _name, _pk, parse_at, parse_dimensions, parse_metrics
 from .formulas import parse
 from .periods import Period, find_period
+from .query import _number, refuse_unknown
 from .store import Store
 from .windows import resolve
 
@@ -56,21 +57,11 @@ GOOD, BAD, TEST = "good", "bad", "test"
 _RANDOM = random.Random()
 
 
-def internal(pk: str) -> bool:
-    """Whether ``pk`` is a decision's key space rather than a client's pk (``/pks`` hides
-    them)."""
-    return pk[:1] in (DECISIONS, CHOICES)
-
-
 def outcome(raw: Mapping, settings: Settings, now: float) -> Event:
     """The event an outcome's parameters (``pk``, ``decision``, ``option``, ``dimensions``,
     ``metrics``, ``at``) count: BadRequest naming the parameter when one is wrong."""
-    known = {"pk", "category", "decision", "option", "dimensions", "dimension", "metrics",
-             "metric", "at"}
-    unknown = sorted(k for k in raw if k not in known and not str(k).startswith("_"))
-    if unknown:
-        raise BadRequest(unknown[0], raw[unknown[0]], "unknown parameter; use pk, decision, "
-                         "option, dimensions, metrics, at")
+    refuse_unknown(raw, {"pk", "category", "decision", "option", "dimensions", "dimension",
+                         "metrics", "metric", "at"})
     pk = _pk(raw.get("pk", raw.get("category")), settings)
     decision = _required_name(raw, "decision", settings)
     option = _required_name(raw, "option", settings)
@@ -149,19 +140,31 @@ def _shape_rate(numerator: float, denominator: float, unit: float) -> tuple[floa
 
 
 def _posterior(numerator: float, denominator: float, unit: float, rng: random.Random):
-    """A draw of the rate from its Gamma posterior (numerator in ``unit``s, Poisson)."""
-    shape = max(numerator, 0.0) / unit + 1.0
-    return rng.gammavariate(shape, unit / denominator) if denominator > 0 else \
-        rng.gammavariate(1.0, unit)
+    """A draw of the rate from its Gamma posterior (``_shape_rate``)."""
+    shape, rate = _shape_rate(numerator, denominator, unit)
+    return rng.gammavariate(shape, 1 / rate)
+
+
+def _pooled(sums: Mapping[tuple[str, Path], tuple[float, float]], options: Sequence[str],
+            context: Path) -> tuple[float, float]:
+    """``(numerator, denominator)`` of ``options`` together in ``context``."""
+    return (sum(sums.get((o, context), (0, 0))[0] for o in options),
+            sum(sums.get((o, context), (0, 0))[1] for o in options))
+
+
+def _unit(sums: Mapping[tuple[str, Path], tuple[float, float]],
+          options: Sequence[str]) -> float:
+    """The decision's mean rate overall, the unit numerators are counted in (1 without
+    data)."""
+    num, den = _pooled(sums, options, ())
+    return num / den if den and num > 0 else 1.0
 
 
 def classify(options: Sequence[str], sums: Mapping[tuple[str, Path], tuple[float, float]],
              places: Sequence[Path]) -> dict[str, dict]:
     """Each option's evidence, class and score from ``sums`` ((option, context) ->
     (numerator, denominator)) over ``places`` (``contexts``)."""
-    every_num = sum(sums.get((o, ()), (0, 0))[0] for o in options)
-    every_den = sum(sums.get((o, ()), (0, 0))[1] for o in options)
-    unit = every_num / every_den if every_den and every_num > 0 else 1.0
+    unit = _unit(sums, options)
     scores: dict[str, dict] = {}
     for option in options:
         chosen = next((Evidence(c, *sums.get((option, c), (0, 0))) for c in places
@@ -172,11 +175,9 @@ def classify(options: Sequence[str], sums: Mapping[tuple[str, Path], tuple[float
             scores[option] = _score(evidence, TEST, None)
             continue
         others = [o for o in options if o != option]
-        num = sum(sums.get((o, chosen.context), (0, 0))[0] for o in others)
-        den = sum(sums.get((o, chosen.context), (0, 0))[1] for o in others)
+        num, den = _pooled(sums, others, chosen.context)
         if den < MIN_EVIDENCE:  # the others say nothing here: compare with them overall
-            num = sum(sums.get((o, ()), (0, 0))[0] for o in others)
-            den = sum(sums.get((o, ()), (0, 0))[1] for o in others)
+            num, den = _pooled(sums, others, ())
         if den <= 0:
             scores[option] = _score(chosen, GOOD if chosen.numerator > 0 else TEST, None)
             continue
@@ -193,7 +194,7 @@ def _score(evidence: Evidence, kind: str, beats: float | None,
             "beats_others": beats, "others_value": others_rate}
 
 
-def choose(options: Sequence[str], scores: Mapping[str, dict], unit_of,
+def choose(options: Sequence[str], scores: Mapping[str, dict], unit: float,
            test_idea_threshold: float, bad_idea_threshold: float,
            rng: random.Random) -> str:
     """The option to show: see the module's docstring."""
@@ -209,7 +210,6 @@ def choose(options: Sequence[str], scores: Mapping[str, dict], unit_of,
     candidates = by_class[GOOD] or [o for o in options if scores[o]["denominator"] > 0
                                     and scores[o]["class"] != BAD] or \
         [o for o in options if scores[o]["denominator"] > 0]
-    unit = unit_of()
     return max(candidates, key=lambda o: _posterior(scores[o]["numerator"],
                                                     scores[o]["denominator"], unit, rng))
 
@@ -220,14 +220,9 @@ def decide(store: Store, params: Mapping, now: float, rng: random.Random | None 
     module's docstring. Answers ``{"option", "good", "bad", "test", "scores"}``."""
     rng = rng or _RANDOM
     settings = store.settings
-    known = {"pk", "category", "decision", "options", "dimensions", "dimension", "metrics",
-             "metric", "period", "since", "until", "test_idea_threshold",
-             "bad_idea_threshold", "record"}
-    unknown = sorted(k for k in params if k not in known and not str(k).startswith("_"))
-    if unknown:
-        raise BadRequest(unknown[0], params[unknown[0]], "unknown parameter; use pk, "
-                         "decision, options, dimensions, metrics, period, since, until, "
-                         "test_idea_threshold, bad_idea_threshold, record")
+    refuse_unknown(params, {"pk", "category", "decision", "options", "dimensions",
+                            "dimension", "metrics", "metric", "period", "since", "until",
+                            "test_idea_threshold", "bad_idea_threshold", "record"})
     pk = _pk(params.get("pk", params.get("category")), settings)
     decision = _required_name(params, "decision", settings)
     options = _options(params.get("options"), settings)
@@ -236,19 +231,13 @@ def decide(store: Store, params: Mapping, now: float, rng: random.Random | None 
     period = find_period(settings.periods, params.get("period") or settings.periods[-1].name)
     since, until = resolve(period, params.get("since"), params.get("until"), now, settings.tz,
                            settings.max_buckets)
-    thresholds = [_chance(params, name) for name in ("test_idea_threshold",
-                                                     "bad_idea_threshold")]
+    thresholds = [_number(params, name, 0.05, 0.0, 1.0) for name in ("test_idea_threshold",
+                                                                      "bad_idea_threshold")]
     places = contexts(visitor)
     sums = _read(store, DECISIONS + pk, decision, options, places, numerator, denominator,
                  period, since, until)
     scores = classify(options, sums, places)
-
-    def unit() -> float:
-        num = sum(sums.get((o, ()), (0, 0))[0] for o in options)
-        den = sum(sums.get((o, ()), (0, 0))[1] for o in options)
-        return num / den if den and num > 0 else 1.0
-
-    chosen = choose(options, scores, unit, *thresholds, rng)
+    chosen = choose(options, scores, _unit(sums, options), *thresholds, rng)
     recent = _chosen(store, pk, decision, options, now)
     for option in options:
         scores[option]["chosen_recently"] = recent.get(option, 0)
@@ -283,19 +272,6 @@ def _options(value, settings: Settings) -> list[str]:
         raise BadRequest("options", value, f"at most {MAX_OPTIONS} options")
     names = [_name(option, "options", settings) for option in value]
     return list(dict.fromkeys(names))
-
-
-def _chance(params: Mapping, name: str) -> float:
-    value = params.get(name)
-    if value in (None, ""):
-        return 0.05
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(name, value, "a chance between 0 and 1") from None
-    if not 0 <= number <= 1:
-        raise BadRequest(name, value, "a chance between 0 and 1")
-    return number
 
 
 def _read(store: Store, pk: str, decision: str, options: Sequence[str], places: Sequence[Path],

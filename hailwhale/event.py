@@ -241,16 +241,10 @@ def parse_metrics(value, settings: Settings) -> Metrics:
             raise BadRequest("metrics", name, "a metric name is letters, digits and _, "
                              "not starting with a digit")
         _check_metric_name(name)
-        kind = type(number)
-        if kind is int or kind is float:  # the usual case first, as cheaply as it can be
-            if kind is float and not math.isfinite(number):
-                raise BadRequest(f"metrics.{name}", number, "a metric must be a finite number")
-            if abs(number) > MAX_VALUE:
-                raise BadRequest(f"metrics.{name}", number,
-                                 f"a metric is at most {MAX_VALUE:.0e} in size")
-            sums[name] = number
-            continue
         param = f"metrics.{name}"
+        if type(number) in (int, float):  # the usual case first
+            sums[name] = _number(number, param)
+            continue
         if name == "hits" and (number == UNIQUE or isinstance(number, dict)):
             what = "unique metric" if number == UNIQUE else "metric"
             raise BadRequest(param, number, f"hits counts every event; give the {what} "
