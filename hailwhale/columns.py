@@ -27,7 +27,7 @@ import polars as pl
 from .aggregate import GAUGE, SUM, TIMING, UNIQUE, Folded, _expansion, fold_gauges, path_of
 from .config import Settings
 from .errors import BadRequest
-from .event import _MAX_METRIC_NAME, GAUGE_SET, MAX_SAMPLES, Event, parse_event
+from .event import _MAX_METRIC_NAME, GAUGE_DELTA, GAUGE_SET, MAX_SAMPLES, Event, parse_event
 from .formulas import NAME
 from .numbers import MAX_VALUE, NANO, split, to_nanos
 from .periods import Period
@@ -367,7 +367,7 @@ def fold(events: pl.DataFrame, periods: tuple[Period, ...] | list[Period], tz: t
         kinds.setdefault(pk, {})[name] = kind
     return Folded(periods, sums, members, children, kinds, table.height,
                   _sketches(table, buckets, paths),
-                  _gauges(table, periods, tz, now))
+                  _gauges(table, buckets))
 
 
 def _sketches(table: pl.DataFrame, buckets: pl.DataFrame, paths: pl.DataFrame) -> dict:
@@ -409,9 +409,9 @@ def _sketches(table: pl.DataFrame, buckets: pl.DataFrame, paths: pl.DataFrame) -
     return sketches
 
 
-def _gauges(table: pl.DataFrame, periods: tuple[Period, ...], tz: tzinfo, now: float) -> dict:
+def _gauges(table: pl.DataFrame, buckets: pl.DataFrame) -> dict:
     """The gauges of ``table`` (hailwhale.aggregate.fold_gauges, in Python: few events
-    carry gauges, and their order matters)."""
+    carry gauges, and their order matters), into the ``buckets`` of their times."""
     gauged = table.filter(pl.col("gauges").list.len() > 0)
     if not gauged.height:
         return {}
@@ -422,15 +422,10 @@ def _gauges(table: pl.DataFrame, periods: tuple[Period, ...], tz: tzinfo, now: f
         changes = []
         for item in items:
             at_op = next(i for i, c in enumerate(item) if c in "=+")
-            changes.append((item[:at_op], GAUGE_SET if item[at_op] == "=" else "+",
+            changes.append((item[:at_op], GAUGE_SET if item[at_op] == "=" else GAUGE_DELTA,
                             float(item[at_op + 1:])))
         rows.append((at, index, pk, branches, tuple(changes)))
-    cache: dict[float, tuple] = {}
-
-    def buckets(at: float) -> tuple:
-        if at not in cache:
-            cache[at] = tuple((i, p.ordinal(at, tz)) for i, p in enumerate(periods)
-                              if p.keeps(at, now, tz))
-        return cache[at]
-
-    return fold_gauges(rows, buckets)
+    live: dict[float, list[tuple[int, int]]] = {}
+    for at, period, ordinal in buckets.iter_rows():
+        live.setdefault(at, []).append((period, ordinal))
+    return fold_gauges(rows, lambda at: live.get(at, ()))
